@@ -1,0 +1,762 @@
+/*
+ * mcpsig: the command-line client of mcpsig-agent (the ssh-add analogue).
+ *
+ * Exit status: 0 success; 1 an error the agent reported, or a bad argument;
+ * 2 the agent could not be reached (no socket, connection refused, timeout).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "mcpsig.h"
+
+#define EXIT_UNREACHABLE 2
+#define MAX_HEADERS 128
+#define MAX_DATA_FILE (64u * 1024u * 1024u)
+
+static const char *arg_socket = NULL;
+static const char *arg_identity = NULL;
+
+struct command {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *usage;
+  const char *help;
+};
+
+static const struct command *command_find(const char *name);
+
+static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int fail(const char *fmt, ...) {
+  va_list ap;
+  fputs("mcpsig: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fputc('\n', stderr);
+  return 1;
+}
+
+static int usage_error(const struct command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int usage_error(const struct command *cmd, const char *fmt, ...) {
+  va_list ap;
+  fputs("mcpsig: ", stderr);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nUsage: mcpsig %s %s\nTry 'mcpsig %s --help' for more information.\n", cmd->name, cmd->usage,
+          cmd->name);
+  return 1;
+}
+
+static bool unreachable(int r) {
+  return r == MCPSIG_ECONNECT || r == MCPSIG_ETIMEDOUT || r == MCPSIG_ECLOSED;
+}
+
+static int agent_open(mcpsig_client **ret) {
+  char path[256];
+  const char *p = arg_socket;
+  if (!p) {
+    if (mcpsig_socket_path(path, sizeof(path)) < 0)
+      return fail("the socket path is too long"), EXIT_UNREACHABLE;
+    p = path;
+  }
+  int r = mcpsig_connect(ret, p, 0);
+  if (r == MCPSIG_ECONNECT) {
+    fprintf(stderr, "mcpsig: cannot connect to the agent at %s: %s\n", p, strerror(errno));
+    fprintf(stderr, "mcpsig: is mcpsig-agent running? Start it, or set MCPSIG_AUTH_SOCK or -a\n");
+    return EXIT_UNREACHABLE;
+  }
+  if (r < 0) {
+    fprintf(stderr, "mcpsig: cannot connect to the agent at %s: %s\n", p, mcpsig_strerror(r));
+    return EXIT_UNREACHABLE;
+  }
+  return 0;
+}
+
+/* Reports a failed call; the agent's own message says what was wrong. */
+static int call_failed(mcpsig_client *c, int r) {
+  const char *msg = mcpsig_last_error(c);
+  fprintf(stderr, "mcpsig: %s\n", msg && *msg ? msg : mcpsig_strerror(r));
+  return unreachable(r) ? EXIT_UNREACHABLE : 1;
+}
+
+static int json_print(json_t *j) {
+  if (!j)
+    return fail("out of memory");
+  int r = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  json_decref(j);
+  if (r < 0)
+    return fail("cannot write the output");
+  putchar('\n');
+  return 0;
+}
+
+/* Reads a whole file ("-" for stdin), into guarded memory when secret. */
+static int file_read(const char *path, size_t max, bool secret, unsigned char **ret, size_t *ret_len) {
+  int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  size_t cap = secret ? max + 1 : 4096, len = 0;
+  unsigned char *buf = secret ? sodium_malloc(cap) : malloc(cap);
+  if (!buf) {
+    if (fd != STDIN_FILENO)
+      close(fd);
+    return -ENOMEM;
+  }
+  for (;;) {
+    if (len == cap) {
+      if (secret || cap > max) {
+        break;
+      }
+      unsigned char *p = realloc(buf, cap * 2);
+      if (!p) {
+        free(buf);
+        if (fd != STDIN_FILENO)
+          close(fd);
+        return -ENOMEM;
+      }
+      buf = p;
+      cap *= 2;
+    }
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      int e = errno;
+      secret ? sodium_free(buf) : free(buf);
+      if (fd != STDIN_FILENO)
+        close(fd);
+      return -e;
+    }
+    if (n == 0)
+      break;
+    len += (size_t)n;
+  }
+  if (fd != STDIN_FILENO)
+    close(fd);
+  if (len > max) {
+    secret ? sodium_free(buf) : free(buf);
+    return -EFBIG;
+  }
+  *ret = buf;
+  *ret_len = len;
+  return 0;
+}
+
+/* ---- status ---- */
+
+static int cmd_status(int argc, char **argv) {
+  static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, {} };
+  bool json = false;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+    if (c == 'j')
+      json = true;
+    else if (c == 'h')
+      return -2;
+    else
+      return -1;
+  }
+  if (optind < argc)
+    return usage_error(command_find("status"), "unexpected argument '%s'", argv[optind]);
+  mcpsig_client *cl;
+  mcpsig_hello_info *hi = NULL;
+  mcpsig_list_result *l = NULL;
+  int r = agent_open(&cl);
+  if (r)
+    return r;
+  if ((r = mcpsig_hello(cl, &hi)) < 0 || (r = mcpsig_list(cl, &l)) < 0) {
+    r = call_failed(cl, r);
+    mcpsig_hello_info_free(hi);
+    mcpsig_close(cl);
+    return r;
+  }
+  char path[256] = "";
+  if (arg_socket)
+    snprintf(path, sizeof(path), "%s", arg_socket);
+  else
+    mcpsig_socket_path(path, sizeof(path));
+  if (json) {
+    json_t *algs = json_array();
+    for (size_t i = 0; i < hi->n_algorithms; i++)
+      json_array_append_new(algs, json_string(hi->algorithms[i]));
+    r = json_print(json_pack("{s:s, s:I, s:s, s:i, s:o, s:I, s:I}", "socket", path, "pid", (json_int_t)hi->pid,
+                             "version", hi->agent_version, "protocol", (int)hi->protocol, "algorithms", algs,
+                             "identities", (json_int_t)l->n_identities, "bindings", (json_int_t)l->n_bindings));
+  } else {
+    printf("agent:      running, pid %lld, version %s, protocol %u\n", (long long)hi->pid, hi->agent_version,
+           hi->protocol);
+    printf("socket:     %s\n", path);
+    printf("algorithms:");
+    for (size_t i = 0; i < hi->n_algorithms; i++)
+      printf(" %s", hi->algorithms[i]);
+    printf("\nidentities: %zu\nbindings:   %zu\n", l->n_identities, l->n_bindings);
+  }
+  if (!json && hi->protocol != MCPSIG_PROTOCOL_VERSION)
+    fprintf(stderr, "mcpsig: warning: the agent speaks protocol %u, this client %u\n", hi->protocol,
+            MCPSIG_PROTOCOL_VERSION);
+  mcpsig_hello_info_free(hi);
+  mcpsig_list_result_free(l);
+  mcpsig_close(cl);
+  return r;
+}
+
+/* ---- list ---- */
+
+static json_t *binding_json(const mcpsig_binding *b) {
+  json_t *retired = json_array();
+  for (size_t k = 0; k < b->n_retired; k++)
+    json_array_append_new(retired, json_string(b->retired[k]));
+  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:o}", "identity", b->identity, "origin", b->origin, "tag",
+                   b->tag, "keyid", b->keyid, "alg", b->alg, "state", b->state, "pending_keyid", b->pending_keyid,
+                   "retired", retired);
+}
+
+static int cmd_list(int argc, char **argv) {
+  static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
+                                        { "identity", required_argument, NULL, 'i' }, {} };
+  bool json = false;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+    if (c == 'j')
+      json = true;
+    else if (c == 'i')
+      arg_identity = optarg;
+    else if (c == 'h')
+      return -2;
+    else
+      return -1;
+  }
+  if (optind < argc)
+    return usage_error(command_find("list"), "unexpected argument '%s'", argv[optind]);
+  mcpsig_client *cl;
+  mcpsig_list_result *l = NULL;
+  int r = agent_open(&cl);
+  if (r)
+    return r;
+  if ((r = mcpsig_list(cl, &l)) < 0) {
+    r = call_failed(cl, r);
+    mcpsig_close(cl);
+    return r;
+  }
+  if (json) {
+    json_t *arr = json_array();
+    for (size_t i = 0; i < l->n_bindings; i++)
+      if (!arg_identity || strcmp(arg_identity, l->bindings[i].identity) == 0)
+        json_array_append_new(arr, binding_json(&l->bindings[i]));
+    r = json_print(arr);
+  } else {
+    size_t shown = 0;
+    for (size_t i = 0; i < l->n_identities; i++) {
+      const mcpsig_identity *id = &l->identities[i];
+      if (arg_identity && strcmp(arg_identity, id->name) != 0)
+        continue;
+      printf("identity %s (%s)\n", id->name, id->alg);
+      for (size_t k = 0; k < l->n_bindings; k++) {
+        const mcpsig_binding *b = &l->bindings[k];
+        if (strcmp(b->identity, id->name) != 0)
+          continue;
+        printf("  %s\n    tag    %s\n    keyid  %s  %s  %s\n", b->origin, b->tag, b->keyid, b->alg, b->state);
+        if (b->pending_keyid)
+          printf("    pending %s\n", b->pending_keyid);
+        if (b->n_retired)
+          printf("    retired %zu key(s)\n", b->n_retired);
+        shown++;
+      }
+    }
+    if (shown == 0)
+      printf("no bindings yet: the first signed request to an origin creates one\n");
+  }
+  mcpsig_list_result_free(l);
+  mcpsig_close(cl);
+  return r;
+}
+
+/* ---- add-identity / remove ---- */
+
+static int cmd_add_identity(int argc, char **argv) {
+  static const struct option opts[] = { { "alg", required_argument, NULL, 'a' }, { "help", no_argument, NULL, 'h' }, {} };
+  const char *alg = NULL;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+    if (c == 'a')
+      alg = optarg;
+    else if (c == 'h')
+      return -2;
+    else
+      return -1;
+  }
+  if (optind != argc - 1)
+    return usage_error(command_find("add-identity"), "%s", optind < argc ? "too many arguments" : "missing NAME");
+  if (alg && strcmp(alg, "ed25519") != 0)
+    return usage_error(command_find("add-identity"), "unsupported --alg '%s' (supported: ed25519)", alg);
+  mcpsig_client *cl;
+  int r = agent_open(&cl);
+  if (r)
+    return r;
+  if ((r = mcpsig_identity_add(cl, argv[optind], alg)) < 0)
+    r = call_failed(cl, r);
+  else
+    printf("identity %s added\n", argv[optind]);
+  mcpsig_close(cl);
+  return r;
+}
+
+static int cmd_remove(int argc, char **argv) {
+  static const struct option opts[] = { { "origin", required_argument, NULL, 'o' }, { "all", no_argument, NULL, 'A' },
+                                        { "identity", required_argument, NULL, 'i' }, { "help", no_argument, NULL, 'h' },
+                                        {} };
+  const char *origin = NULL;
+  bool all = false;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+    if (c == 'o')
+      origin = optarg;
+    else if (c == 'A')
+      all = true;
+    else if (c == 'i')
+      arg_identity = optarg;
+    else if (c == 'h')
+      return -2;
+    else
+      return -1;
+  }
+  if (optind < argc)
+    return usage_error(command_find("remove"), "unexpected argument '%s'", argv[optind]);
+  if (!origin == !all)
+    return usage_error(command_find("remove"), "%s", "give exactly one of --origin URL and --all");
+  mcpsig_client *cl;
+  int r = agent_open(&cl);
+  if (r)
+    return r;
+  const char *id = arg_identity ? arg_identity : "default";
+  if ((r = mcpsig_remove(cl, arg_identity, origin)) < 0)
+    r = call_failed(cl, r);
+  else if (all)
+    printf("removed identity %s and all its keys\n", id);
+  else
+    printf("removed the key of %s for %s\n", id, origin);
+  mcpsig_close(cl);
+  return r;
+}
+
+/* ---- import / jwk ---- */
+
+static int print_public(const mcpsig_public_info *pi, bool json) {
+  if (json)
+    return json_print(json_pack("{s:s, s:s, s:s, s:s, s:s}", "identity", pi->identity, "origin", pi->origin, "tag",
+                                pi->tag, "keyid", pi->keyid, "alg", pi->alg));
+  printf("identity %s\norigin   %s\ntag      %s\nkeyid    %s\nalg      %s\n", pi->identity, pi->origin, pi->tag,
+         pi->keyid, pi->alg);
+  return 0;
+}
+
+static int cmd_import(int argc, char **argv) {
+  static const struct option opts[] = { { "origin", required_argument, NULL, 'o' }, { "jwk", required_argument, NULL, 'j' },
+                                        { "seed", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'J' },
+                                        { "identity", required_argument, NULL, 'i' }, { "help", no_argument, NULL, 'h' },
+                                        {} };
+  const char *origin = NULL, *jwk = NULL, *seed = NULL;
+  bool json = false;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+    switch (c) {
+    case 'o': origin = optarg; break;
+    case 'j': jwk = optarg; break;
+    case 's': seed = optarg; break;
+    case 'J': json = true; break;
+    case 'i': arg_identity = optarg; break;
+    case 'h': return -2;
+    default: return -1;
+    }
+  }
+  const struct command *cmd = command_find("import");
+  if (optind < argc)
+    return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+  if (!origin)
+    return usage_error(cmd, "%s", "--origin URL is required");
+  if (!jwk == !seed)
+    return usage_error(cmd, "%s", "give exactly one of --jwk FILE and --seed FILE");
+  unsigned char *data = NULL;
+  size_t len = 0;
+  int r = file_read(jwk ? jwk : seed, jwk ? 16384 : 64, true, &data, &len);
+  if (r < 0)
+    return fail("cannot read %s: %s", jwk ? jwk : seed, r == -EFBIG ? "file too large" : strerror(-r));
+  if (jwk)
+    data[len] = '\0';
+  if (seed && len != 32) {
+    sodium_free(data);
+    return fail("%s holds %zu bytes; a raw Ed25519 seed is exactly 32 bytes", seed, len);
+  }
+  mcpsig_client *cl;
+  mcpsig_public_info *pi = NULL;
+  if ((r = agent_open(&cl)) != 0) {
+    sodium_free(data);
+    return r;
+  }
+  if (jwk)
+    r = mcpsig_import(cl, arg_identity, origin, (const char *)data, NULL, 0, &pi);
+  else
+    r = mcpsig_import(cl, arg_identity, origin, NULL, data, len, &pi);
+  sodium_free(data); /* wipes the key material */
+  if (r < 0)
+    r = call_failed(cl, r);
+  else
+    r = print_public(pi, json);
+  mcpsig_public_info_free(pi);
+  mcpsig_close(cl);
+  return r;
+}
+
+static int cmd_jwk(int argc, char **argv) {
+  static const struct option opts[] = { { "origin", required_argument, NULL, 'o' },
+                                        { "identity", required_argument, NULL, 'i' }, { "help", no_argument, NULL, 'h' },
+                                        {} };
+  const char *origin = NULL;
+  int c;
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+    if (c == 'o')
+      origin = optarg;
+    else if (c == 'i')
+      arg_identity = optarg;
+    else if (c == 'h')
+      return -2;
+    else
+      return -1;
+  }
+  if (optind < argc)
+    return usage_error(command_find("jwk"), "unexpected argument '%s'", argv[optind]);
+  if (!origin)
+    return usage_error(command_find("jwk"), "%s", "--origin URL is required");
+  mcpsig_client *cl;
+  mcpsig_public_info *pi = NULL;
+  int r = agent_open(&cl);
+  if (r)
+    return r;
+  if ((r = mcpsig_public(cl, arg_identity, origin, &pi)) < 0)
+    r = call_failed(cl, r);
+  else
+    printf("%s\n", pi->jwk);
+  mcpsig_public_info_free(pi);
+  mcpsig_close(cl);
+  return r;
+}
+
+/* ---- sign ---- */
+
+struct body {
+  unsigned char *p;
+  size_t len;
+  bool given;
+};
+
+static int body_append(struct body *b, const void *data, size_t len) {
+  size_t extra = b->given ? 1 : 0; /* curl joins repeated data options with '&' */
+  unsigned char *p = realloc(b->p, b->len + extra + len + 1);
+  if (!p)
+    return -ENOMEM;
+  b->p = p;
+  if (b->given)
+    b->p[b->len++] = '&';
+  memcpy(b->p + b->len, data, len);
+  b->len += len;
+  b->given = true;
+  return 0;
+}
+
+/*
+ * The bytes curl sends for one data option: -d/--data-ascii read "@file"
+ * and strip CR and LF from it; --data-binary reads "@file" as it is;
+ * --data-raw never reads a file.
+ */
+static int body_add(struct body *b, const char *arg, bool at_file, bool strip) {
+  if (!at_file || arg[0] != '@')
+    return body_append(b, arg, strlen(arg));
+  unsigned char *data = NULL;
+  size_t len = 0;
+  int r = file_read(arg + 1, MAX_DATA_FILE, false, &data, &len);
+  if (r < 0)
+    return fail("cannot read %s: %s", arg + 1, r == -EFBIG ? "file too large" : strerror(-r)), -1;
+  if (strip) {
+    size_t k = 0;
+    for (size_t i = 0; i < len; i++)
+      if (data[i] != '\r' && data[i] != '\n')
+        data[k++] = data[i];
+    len = k;
+  }
+  r = body_append(b, data, len);
+  free(data);
+  return r;
+}
+
+static int header_parse(const char *arg, mcpsig_header *h, char **ret_storage) {
+  const char *colon = strchr(arg, ':');
+  const char *semi = strchr(arg, ';');
+  char *s;
+
+  if (colon) {
+    const char *v = colon + 1;
+    while (*v == ' ' || *v == '\t')
+      v++;
+    if (!*v)
+      return 1; /* 'Name:' tells curl to remove the header: nothing is sent */
+    s = strdup(arg);
+    if (!s)
+      return -ENOMEM;
+    s[colon - arg] = '\0';
+    h->name = s;
+    h->value = s + (v - arg);
+  } else if (semi && semi[1] == '\0') {
+    /* 'Name;' is curl's way to send a header with an empty value. */
+    s = strdup(arg);
+    if (!s)
+      return -ENOMEM;
+    s[semi - arg] = '\0';
+    h->name = s;
+    h->value = s + (semi - arg);
+  } else {
+    return -EINVAL;
+  }
+  if (!*h->name || strpbrk(h->name, " \t")) {
+    free(s);
+    return -EINVAL;
+  }
+  *ret_storage = s;
+  return 0;
+}
+
+static int cmd_sign(int argc, char **argv) {
+  enum { O_DATA_BINARY = 0x100, O_DATA_RAW, O_ACCEPT, O_JSON, O_ORIGIN, O_IDENTITY, O_LABEL };
+  static const struct option opts[] = {
+    { "request", required_argument, NULL, 'X' },  { "url", required_argument, NULL, 'u' },
+    { "header", required_argument, NULL, 'H' },   { "data", required_argument, NULL, 'd' },
+    { "data-ascii", required_argument, NULL, 'd' }, { "data-binary", required_argument, NULL, O_DATA_BINARY },
+    { "data-raw", required_argument, NULL, O_DATA_RAW }, { "accept-signature", required_argument, NULL, O_ACCEPT },
+    { "json", no_argument, NULL, O_JSON },         { "origin", required_argument, NULL, O_ORIGIN },
+    { "identity", required_argument, NULL, O_IDENTITY }, { "label", required_argument, NULL, O_LABEL },
+    { "help", no_argument, NULL, 'h' },           {},
+  };
+  const struct command *cmd = command_find("sign");
+  const char *method = NULL, *url = NULL, *accept = NULL, *origin = NULL, *label = NULL;
+  mcpsig_header headers[MAX_HEADERS];
+  char *storage[MAX_HEADERS];
+  size_t n_headers = 0;
+  struct body body = { NULL, 0, false };
+  bool json = false;
+  int c, r = 0;
+
+  optind = 1;
+  while ((c = getopt_long(argc, argv, "X:u:H:d:h", opts, NULL)) >= 0) {
+    switch (c) {
+    case 'X': method = optarg; break;
+    case 'u': url = optarg; break;
+    case 'H':
+      if (n_headers == MAX_HEADERS) {
+        r = usage_error(cmd, "%s", "too many -H options");
+        goto out;
+      }
+      r = header_parse(optarg, &headers[n_headers], &storage[n_headers]);
+      if (r < 0) {
+        r = usage_error(cmd, "-H '%s' is not 'Name: value'", optarg);
+        goto out;
+      }
+      if (r == 0)
+        n_headers++;
+      r = 0;
+      break;
+    case 'd':
+      if (body_add(&body, optarg, true, true) < 0) {
+        r = 1;
+        goto out;
+      }
+      break;
+    case O_DATA_BINARY:
+      if (body_add(&body, optarg, true, false) < 0) {
+        r = 1;
+        goto out;
+      }
+      break;
+    case O_DATA_RAW:
+      if (body_add(&body, optarg, false, false) < 0) {
+        r = 1;
+        goto out;
+      }
+      break;
+    case O_ACCEPT: accept = optarg; break;
+    case O_JSON: json = true; break;
+    case O_ORIGIN: origin = optarg; break;
+    case O_IDENTITY: arg_identity = optarg; break;
+    case O_LABEL: label = optarg; break;
+    case 'h': r = -2; goto out;
+    default: r = -1; goto out;
+    }
+  }
+  if (optind < argc && !url)
+    url = argv[optind++];
+  if (optind < argc) {
+    r = usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    goto out;
+  }
+  if (!url) {
+    r = usage_error(cmd, "%s", "-u URL is required");
+    goto out;
+  }
+  if (!method)
+    method = body.given ? "POST" : "GET"; /* as curl chooses */
+
+  mcpsig_sign_request req = {
+    .identity = arg_identity, .origin = origin, .method = method, .uri = url, .headers = headers,
+    .n_headers = n_headers, .accept_signature = accept, .label = label,
+  };
+  char digest[MCPSIG_CONTENT_DIGEST_LEN];
+  if (body.len > 1024u * 1024u) {
+    /* Large bodies are digested here; only the digest crosses the socket. */
+    mcpsig_content_digest(body.p, body.len, digest, sizeof(digest));
+    req.content_digest = digest;
+  } else {
+    req.body = body.p ? body.p : (const unsigned char *)"";
+    req.body_len = body.len;
+  }
+  mcpsig_client *cl;
+  mcpsig_signature *sig = NULL;
+  if ((r = agent_open(&cl)) != 0)
+    goto out;
+  if ((r = mcpsig_sign_http(cl, &req, &sig)) < 0) {
+    r = call_failed(cl, r);
+  } else if (json) {
+    r = json_print(json_pack("{s:{s:s, s:s, s:s, s:s}, s:s, s:s}", "headers", "Content-Digest", sig->content_digest,
+                             "Signature-Input", sig->signature_input, "Signature", sig->signature, "Signature-Agent",
+                             sig->signature_agent, "keyid", sig->keyid, "tag", sig->tag));
+  } else {
+    printf("Content-Digest: %s\nSignature-Input: %s\nSignature: %s\nSignature-Agent: %s\n", sig->content_digest,
+           sig->signature_input, sig->signature, sig->signature_agent);
+    r = 0;
+  }
+  mcpsig_signature_free(sig);
+  mcpsig_close(cl);
+out:
+  for (size_t i = 0; i < n_headers; i++)
+    free(storage[i]);
+  free(body.p);
+  return r;
+}
+
+/* ---- dispatch ---- */
+
+static const struct command commands[] = {
+  { "status", cmd_status, "[--json]", "Show whether the agent runs, its version, identities and bindings.\n" },
+  { "list", cmd_list, "[--json] [--identity NAME]",
+    "List the bindings: for each (identity, origin), its tag, key id, algorithm and rotation state.\n"
+    "--json prints an array of {identity, origin, tag, keyid, alg, state, pending_keyid, retired}.\n" },
+  { "add-identity", cmd_add_identity, "NAME [--alg ed25519]",
+    "Add a named identity. Signing for a name that was never added is refused,\n"
+    "so a typo never mints a new tag.\n" },
+  { "remove", cmd_remove, "(--origin URL | --all) [--identity NAME]",
+    "Delete the key of one origin for the identity, or the whole identity, wiping the key files.\n"
+    "The server will no longer recognize this client; a later request starts a new tag.\n" },
+  { "import", cmd_import, "--origin URL (--jwk FILE | --seed FILE) [--identity NAME] [--json]",
+    "Import an existing Ed25519 private key for (identity, origin): a JWK with \"d\", or a file of\n"
+    "exactly 32 raw seed bytes. Refused if the binding exists. The tag is the key's thumbprint.\n" },
+  { "jwk", cmd_jwk, "--origin URL [--identity NAME]",
+    "Print the public JWK of (identity, origin), for clientInfo.cnf.jwk. Creates the key on first use.\n" },
+  { "sign", cmd_sign,
+    "-X METHOD -u URL [-H 'Name: value']... [-d DATA | --data-binary @FILE] [--accept-signature VALUE] [--json]",
+    "Sign an HTTP request (RFC 9421, SEP-2752) and print the headers to add, one 'Name: value'\n"
+    "line each, usable as curl -H @FILE. -d, --data-ascii, --data-binary and --data-raw behave as\n"
+    "curl's (-d @FILE strips CR and LF), so the digest matches what curl sends with the same flags.\n"
+    "The URL is signed exactly as given: lowercase scheme and host, no default port, a path.\n"
+    "Options: --accept-signature VALUE answers a server's 401; --origin URL names the key scope;\n"
+    "--label LABEL; --identity NAME; --json prints {\"headers\":{...},\"keyid\":...,\"tag\":...}.\n" },
+};
+
+static const struct command *command_find(const char *name) {
+  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    if (strcmp(commands[i].name, name) == 0)
+      return &commands[i];
+  return NULL;
+}
+
+static void help(void) {
+  printf("Usage: mcpsig [-a SOCKET] [--identity NAME] COMMAND [ARGS]\n\n"
+         "Talks to mcpsig-agent, which holds MCP client keys and signs HTTP requests.\n\nCommands:\n");
+  for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+    printf("  %-13s %s\n", commands[i].name, commands[i].usage);
+  printf("\nOptions:\n"
+         "  -a, --socket SOCKET   the agent's socket (default: $MCPSIG_AUTH_SOCK, else the default path)\n"
+         "      --identity NAME   the identity to use (default: \"default\")\n"
+         "  -h, --help            show this help; 'mcpsig COMMAND --help' for a command\n"
+         "  -V, --version         show the version\n\n"
+         "Exit status: 0 success, 1 error or bad argument, 2 the agent could not be reached.\n"
+         "See mcpsig(1).\n");
+}
+
+static void command_help(const struct command *cmd) {
+  printf("Usage: mcpsig %s %s\n\n%s", cmd->name, cmd->usage, cmd->help);
+}
+
+int main(int argc, char **argv) {
+  enum { O_IDENTITY = 0x100 };
+  static const struct option opts[] = {
+    { "socket", required_argument, NULL, 'a' }, { "identity", required_argument, NULL, O_IDENTITY },
+    { "help", no_argument, NULL, 'h' },         { "version", no_argument, NULL, 'V' }, {},
+  };
+  int c;
+
+  if (sodium_init() < 0)
+    return fail("libsodium failed to initialize");
+  while ((c = getopt_long(argc, argv, "+a:hV", opts, NULL)) >= 0) {
+    switch (c) {
+    case 'a': arg_socket = optarg; break;
+    case O_IDENTITY: arg_identity = optarg; break;
+    case 'h': help(); return 0;
+    case 'V': printf("mcpsig %s\n", PACKAGE_VERSION); return 0;
+    default:
+      fprintf(stderr, "Try 'mcpsig --help' for more information.\n");
+      return 1;
+    }
+  }
+  if (optind >= argc) {
+    fprintf(stderr, "mcpsig: missing command\nTry 'mcpsig --help' for more information.\n");
+    return 1;
+  }
+  const char *name = argv[optind];
+  if (strcmp(name, "help") == 0) {
+    const struct command *cmd = optind + 1 < argc ? command_find(argv[optind + 1]) : NULL;
+    if (optind + 1 < argc && !cmd)
+      return fail("unknown command '%s'; see 'mcpsig --help'", argv[optind + 1]);
+    cmd ? command_help(cmd) : help();
+    return 0;
+  }
+  const struct command *cmd = command_find(name);
+  if (!cmd)
+    return fail("unknown command '%s'; see 'mcpsig --help'", name);
+  int r = cmd->run(argc - optind, argv + optind);
+  if (r == -2) {
+    command_help(cmd);
+    return 0;
+  }
+  if (r == -1) {
+    fprintf(stderr, "Usage: mcpsig %s %s\nTry 'mcpsig %s --help' for more information.\n", cmd->name, cmd->usage,
+            cmd->name);
+    return 1;
+  }
+  return r;
+}

@@ -1,0 +1,572 @@
+/*
+ * client.c: libmcpsig, a small blocking client of mcpsig-agent.
+ *
+ * Every wait is a poll() against one deadline per call, so a wedged agent
+ * gives MCPSIG_ETIMEDOUT instead of a hang.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "proto.h"
+
+struct mcpsig_client {
+  int fd;
+  int timeout_ms;
+  uint32_t next_msgid;
+  char err[512];
+  unsigned char *rx;
+  size_t rx_len, rx_cap;
+};
+
+/* A write buffer that wipes its old storage when it grows: requests may
+ * carry bodies and, on import, private keys. */
+struct wbuf {
+  unsigned char *p;
+  size_t len, cap;
+};
+
+static int wbuf_write(void *data, const char *buf, size_t len) {
+  struct wbuf *w = data;
+  if (len > w->cap - w->len) {
+    size_t cap = w->cap ? w->cap : 1024;
+    while (cap - w->len < len) {
+      if (cap > SIZE_MAX / 2)
+        return -1;
+      cap *= 2;
+    }
+    unsigned char *p = malloc(cap);
+    if (!p)
+      return -1;
+    if (w->p) {
+      memcpy(p, w->p, w->len);
+      sodium_memzero(w->p, w->cap);
+      free(w->p);
+    }
+    w->p = p;
+    w->cap = cap;
+  }
+  memcpy(w->p + w->len, buf, len);
+  w->len += len;
+  return 0;
+}
+
+static void wbuf_free(struct wbuf *w) {
+  if (w->p) {
+    sodium_memzero(w->p, w->cap);
+    free(w->p);
+  }
+  memset(w, 0, sizeof(*w));
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int wait_fd(int fd, short events, int64_t deadline) {
+  for (;;) {
+    int64_t left = deadline - now_ms();
+    if (left <= 0)
+      return MCPSIG_ETIMEDOUT;
+    struct pollfd p = { fd, events, 0 };
+    int r = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
+    if (r > 0)
+      return 0;
+    if (r == 0)
+      return MCPSIG_ETIMEDOUT;
+    if (errno != EINTR)
+      return -errno;
+  }
+}
+
+static int set_error(mcpsig_client *c, int code, const char *msg) {
+  if (c)
+    snprintf(c->err, sizeof(c->err), "%s", msg ? msg : mcpsig_strerror(code));
+  return code;
+}
+
+int mcpsig_socket_path_default(char *buf, size_t size) {
+  return proto_socket_path_default(buf, size, getenv("XDG_RUNTIME_DIR"), getenv("TMPDIR"), getuid(), NULL);
+}
+
+int mcpsig_socket_path(char *buf, size_t size) {
+  const char *env = getenv("MCPSIG_AUTH_SOCK");
+  if (env && *env) {
+    int n = snprintf(buf, size, "%s", env);
+    return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+  }
+  return mcpsig_socket_path_default(buf, size);
+}
+
+int mcpsig_connect(mcpsig_client **ret_client, const char *path, int timeout_ms) {
+  char def[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  int r;
+
+  if (!ret_client)
+    return -EINVAL;
+  if (!path) {
+    if ((r = mcpsig_socket_path(def, sizeof(def))) < 0)
+      return r;
+    path = def;
+  }
+  if (strlen(path) >= sizeof(sa.sun_path))
+    return -ENAMETOOLONG;
+  strcpy(sa.sun_path, path);
+  if (timeout_ms <= 0)
+    timeout_ms = MCPSIG_DEFAULT_TIMEOUT_MS;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return -errno;
+  if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+    if (errno == EAGAIN || errno == EINPROGRESS) {
+      int so = 0;
+      socklen_t sl = sizeof(so);
+      if ((r = wait_fd(fd, POLLOUT, now_ms() + timeout_ms)) < 0) {
+        close(fd);
+        return r;
+      }
+      if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &sl) < 0 || so != 0) {
+        close(fd);
+        errno = so;
+        return MCPSIG_ECONNECT;
+      }
+    } else {
+      int e = errno;
+      close(fd);
+      errno = e;
+      return MCPSIG_ECONNECT;
+    }
+  }
+  mcpsig_client *c = calloc(1, sizeof(*c));
+  if (!c) {
+    close(fd);
+    return -ENOMEM;
+  }
+  c->fd = fd;
+  c->timeout_ms = timeout_ms;
+  c->next_msgid = 1;
+  *ret_client = c;
+  return 0;
+}
+
+mcpsig_client *mcpsig_close(mcpsig_client *c) {
+  if (!c)
+    return NULL;
+  if (c->fd >= 0)
+    close(c->fd);
+  if (c->rx) {
+    sodium_memzero(c->rx, c->rx_cap);
+    free(c->rx);
+  }
+  free(c);
+  return NULL;
+}
+
+const char *mcpsig_last_error(const mcpsig_client *c) {
+  return c ? c->err : "";
+}
+
+static int send_all(mcpsig_client *c, const unsigned char *p, size_t len, int64_t deadline) {
+  while (len > 0) {
+    ssize_t n = send(c->fd, p, len, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN) {
+        int r = wait_fd(c->fd, POLLOUT, deadline);
+        if (r < 0)
+          return set_error(c, r, NULL);
+        continue;
+      }
+      return set_error(c, errno == EPIPE || errno == ECONNRESET ? MCPSIG_ECLOSED : -errno, NULL);
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/* Reads until rx holds one complete message; returns its length. */
+static ssize_t recv_message(mcpsig_client *c, int64_t deadline) {
+  for (;;) {
+    ssize_t n = proto_frame_scan(c->rx, c->rx_len, MCPSIG_MAX_MSG_LEN, MCPSIG_MAX_DEPTH);
+    if (n != 0)
+      return n < 0 ? set_error(c, (int)n, "the agent sent a message that cannot be framed") : n;
+    if (c->rx_cap - c->rx_len < 4096) {
+      size_t cap = c->rx_cap ? c->rx_cap * 2 : 16384;
+      unsigned char *p = realloc(c->rx, cap);
+      if (!p)
+        return set_error(c, -ENOMEM, NULL);
+      c->rx = p;
+      c->rx_cap = cap;
+    }
+    ssize_t got = recv(c->fd, c->rx + c->rx_len, c->rx_cap - c->rx_len, 0);
+    if (got == 0)
+      return set_error(c, MCPSIG_ECLOSED, NULL);
+    if (got < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno == EAGAIN) {
+        int r = wait_fd(c->fd, POLLIN, deadline);
+        if (r < 0)
+          return set_error(c, r, NULL);
+        continue;
+      }
+      return set_error(c, errno == ECONNRESET ? MCPSIG_ECLOSED : -errno, NULL);
+    }
+    c->rx_len += (size_t)got;
+  }
+}
+
+static void rx_consume(mcpsig_client *c, size_t n) {
+  memmove(c->rx, c->rx + n, c->rx_len - n);
+  c->rx_len -= n;
+}
+
+/* The error code of an error reply, as our negative constant. */
+static int agent_code(int64_t code) {
+  switch (-code) {
+#define MCPSIG_AGENT_CODE(name, val, msg) \
+  case MCPSIG_##name:                     \
+    return MCPSIG_##name;
+    MCPSIG_ERRNO_MAP(MCPSIG_AGENT_CODE)
+#undef MCPSIG_AGENT_CODE
+  default:
+    return MCPSIG_EAGENT;
+  }
+}
+
+/*
+ * One request and its reply. On success the result is decoded into out with
+ * strings in a new zone returned in *ret_zone (NULL schema: result ignored).
+ */
+static int call(mcpsig_client *c, const char *method, const struct proto_schema *pschema, const void *params,
+                const struct proto_schema *rschema, void *out, msgpack_zone **ret_zone) {
+  struct wbuf w = { 0 };
+  msgpack_packer pk;
+  int64_t deadline;
+  int r;
+
+  if (!c)
+    return -EINVAL;
+  c->err[0] = '\0';
+  if (c->fd < 0)
+    return set_error(c, MCPSIG_ECLOSED, NULL);
+  uint32_t msgid = c->next_msgid++;
+  msgpack_packer_init(&pk, &w, wbuf_write);
+  if (proto_request_encode(&pk, msgid, method, pschema, params) < 0) {
+    wbuf_free(&w);
+    return set_error(c, -ENOMEM, NULL);
+  }
+  if (w.len > MCPSIG_MAX_MSG_LEN) {
+    wbuf_free(&w);
+    return set_error(c, MCPSIG_ETOOBIG, "request too large: send a precomputed content_digest for big bodies");
+  }
+  deadline = now_ms() + c->timeout_ms;
+  r = send_all(c, w.p, w.len, deadline);
+  wbuf_free(&w);
+  if (r < 0)
+    goto broken;
+
+  for (;;) {
+    ssize_t n = recv_message(c, deadline);
+    if (n < 0) {
+      r = (int)n;
+      goto broken;
+    }
+    msgpack_unpacked up;
+    size_t off = 0;
+    msgpack_unpacked_init(&up);
+    if (msgpack_unpack_next(&up, (const char *)c->rx, (size_t)n, &off) != MSGPACK_UNPACK_SUCCESS) {
+      msgpack_unpacked_destroy(&up);
+      r = set_error(c, MCPSIG_EPROTO, "the agent sent malformed msgpack");
+      goto broken;
+    }
+    const msgpack_object *m = &up.data;
+    const msgpack_object *f = m->type == MSGPACK_OBJECT_ARRAY ? m->via.array.ptr : NULL;
+    if (f && m->via.array.size == 3 && f[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && f[0].via.u64 == PROTO_NOTIFICATION) {
+      msgpack_unpacked_destroy(&up);
+      rx_consume(c, (size_t)n);
+      continue; /* notifications are for subscribers; a plain call skips them */
+    }
+    if (!f || m->via.array.size != 4 || f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[0].via.u64 != PROTO_RESPONSE) {
+      msgpack_unpacked_destroy(&up);
+      r = set_error(c, MCPSIG_EPROTO, "the agent sent something other than a response");
+      goto broken;
+    }
+    bool ours = f[1].type == MSGPACK_OBJECT_POSITIVE_INTEGER && f[1].via.u64 == msgid;
+    if (!ours && f[1].type != MSGPACK_OBJECT_NIL) {
+      msgpack_unpacked_destroy(&up);
+      rx_consume(c, (size_t)n);
+      continue; /* a late reply to a call that timed out */
+    }
+    msgpack_zone *zone = msgpack_zone_new(2048);
+    if (!zone) {
+      msgpack_unpacked_destroy(&up);
+      r = set_error(c, -ENOMEM, NULL);
+      goto broken;
+    }
+    if (f[2].type != MSGPACK_OBJECT_NIL) {
+      struct proto_error e;
+      char why[128];
+      if (proto_decode(&proto_error_schema, &f[2], zone, &e, 0, why, sizeof(why)) < 0)
+        r = set_error(c, MCPSIG_EPROTO, "the agent sent a malformed error");
+      else
+        r = set_error(c, agent_code(e.code), e.message);
+      msgpack_zone_free(zone);
+    } else if (rschema) {
+      char why[160];
+      r = proto_decode(rschema, &f[3], zone, out, 0, why, sizeof(why));
+      if (r < 0) {
+        snprintf(c->err, sizeof(c->err), "the agent sent a malformed result: %s", why);
+        r = MCPSIG_EPROTO;
+        msgpack_zone_free(zone);
+      } else if (ret_zone) {
+        *ret_zone = zone;
+      } else {
+        msgpack_zone_free(zone);
+      }
+    } else {
+      msgpack_zone_free(zone);
+      r = 0;
+    }
+    msgpack_unpacked_destroy(&up);
+    sodium_memzero(c->rx, (size_t)n);
+    rx_consume(c, (size_t)n);
+    /* A nil msgid is the agent's answer to a message it could not take;
+     * it closes the connection after it. */
+    if (!ours && r >= 0)
+      r = set_error(c, MCPSIG_EPROTO, NULL);
+    if (!ours)
+      goto broken;
+    return r;
+  }
+
+broken:
+  /* After a timeout or a framing error the stream position is unknown:
+   * later calls on this handle fail instead of reading a stale reply. */
+  close(c->fd);
+  c->fd = -1;
+  return r;
+}
+
+/* ---- typed calls ---- */
+
+struct result_box {
+  msgpack_zone *zone;
+};
+
+int mcpsig_hello(mcpsig_client *c, mcpsig_hello_info **ret_info) {
+  struct proto_hello_result res;
+  msgpack_zone *zone = NULL;
+  char empty = 0;
+  int r = call(c, "hello", &proto_empty_schema, &empty, &proto_hello_result_schema, &res, &zone);
+  if (r < 0)
+    return r;
+  mcpsig_hello_info *info = calloc(1, sizeof(*info));
+  const char **algs = msgpack_zone_malloc(zone, (res.n_algorithms + 1) * sizeof(char *));
+  if (!info || !algs) {
+    free(info);
+    msgpack_zone_free(zone);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < res.n_algorithms; i++)
+    algs[i] = res.algorithms[i];
+  algs[res.n_algorithms] = NULL;
+  info->protocol = (uint32_t)res.protocol;
+  info->agent_version = res.agent_version;
+  info->algorithms = algs;
+  info->n_algorithms = res.n_algorithms;
+  info->pid = res.pid;
+  info->internal_ = zone;
+  if (ret_info)
+    *ret_info = info;
+  else
+    mcpsig_hello_info_free(info);
+  return 0;
+}
+
+mcpsig_hello_info *mcpsig_hello_info_free(mcpsig_hello_info *info) {
+  if (info) {
+    msgpack_zone_free(info->internal_);
+    free(info);
+  }
+  return NULL;
+}
+
+int mcpsig_list(mcpsig_client *c, mcpsig_list_result **ret_list) {
+  struct proto_list_result res;
+  msgpack_zone *zone = NULL;
+  char empty = 0;
+  int r = call(c, "identity.list", &proto_empty_schema, &empty, &proto_list_result_schema, &res, &zone);
+  if (r < 0)
+    return r;
+  mcpsig_list_result *l = calloc(1, sizeof(*l));
+  mcpsig_identity *ids = msgpack_zone_malloc(zone, (res.n_identities + 1) * sizeof(*ids));
+  mcpsig_binding *bs = msgpack_zone_malloc(zone, (res.n_bindings + 1) * sizeof(*bs));
+  if (!l || !ids || !bs) {
+    free(l);
+    msgpack_zone_free(zone);
+    return -ENOMEM;
+  }
+  for (size_t i = 0; i < res.n_identities; i++)
+    ids[i] = (mcpsig_identity){ res.identities[i].name, res.identities[i].alg };
+  for (size_t i = 0; i < res.n_bindings; i++) {
+    const struct proto_binding *pb = &res.bindings[i];
+    bs[i] = (mcpsig_binding){ pb->identity, pb->origin, pb->tag, pb->keyid, pb->alg, pb->state, pb->pending_keyid,
+                              (const char *const *)pb->retired, pb->n_retired };
+  }
+  l->identities = ids;
+  l->n_identities = res.n_identities;
+  l->bindings = bs;
+  l->n_bindings = res.n_bindings;
+  l->internal_ = zone;
+  *ret_list = l;
+  return 0;
+}
+
+mcpsig_list_result *mcpsig_list_result_free(mcpsig_list_result *l) {
+  if (l) {
+    msgpack_zone_free(l->internal_);
+    free(l);
+  }
+  return NULL;
+}
+
+static int public_result(msgpack_zone *zone, const struct proto_public_result *res, mcpsig_public_info **ret_info) {
+  mcpsig_public_info *info = calloc(1, sizeof(*info));
+  if (!info) {
+    msgpack_zone_free(zone);
+    return -ENOMEM;
+  }
+  *info = (mcpsig_public_info){ res->identity, res->origin, res->tag, res->keyid, res->alg, res->jwk,
+                                res->signature_agent, res->created, zone };
+  if (ret_info)
+    *ret_info = info;
+  else
+    mcpsig_public_info_free(info);
+  return 0;
+}
+
+int mcpsig_public(mcpsig_client *c, const char *identity, const char *origin, mcpsig_public_info **ret_info) {
+  struct proto_identity_params p = { .identity = identity, .origin = origin };
+  struct proto_public_result res;
+  msgpack_zone *zone = NULL;
+  int r = call(c, "identity.public", &proto_identity_params_schema, &p, &proto_public_result_schema, &res, &zone);
+  return r < 0 ? r : public_result(zone, &res, ret_info);
+}
+
+mcpsig_public_info *mcpsig_public_info_free(mcpsig_public_info *info) {
+  if (info) {
+    msgpack_zone_free(info->internal_);
+    free(info);
+  }
+  return NULL;
+}
+
+int mcpsig_identity_add(mcpsig_client *c, const char *name, const char *alg) {
+  struct proto_identity_params p = { .identity = name, .alg = alg };
+  return call(c, "identity.add", &proto_identity_params_schema, &p, NULL, NULL, NULL);
+}
+
+int mcpsig_remove(mcpsig_client *c, const char *identity, const char *origin) {
+  struct proto_identity_params p = { .identity = identity, .origin = origin, .all = origin == NULL };
+  return call(c, "identity.remove", &proto_identity_params_schema, &p, NULL, NULL, NULL);
+}
+
+int mcpsig_import(mcpsig_client *c, const char *identity, const char *origin, const char *jwk_json,
+                  const unsigned char *seed, size_t seed_len, mcpsig_public_info **ret_info) {
+  struct proto_import_params p = { .identity = identity, .origin = origin };
+  struct proto_public_result res;
+  msgpack_zone *zone = NULL;
+
+  if ((jwk_json == NULL) == (seed == NULL))
+    return set_error(c, -EINVAL, "give exactly one of a JWK and a seed");
+  if (jwk_json) {
+    p.jwk = (const unsigned char *)jwk_json;
+    p.jwk_len = strlen(jwk_json);
+    p.has_jwk = true;
+  } else {
+    p.seed = seed;
+    p.seed_len = seed_len;
+    p.has_seed = true;
+  }
+  int r = call(c, "identity.import", &proto_import_params_schema, &p, &proto_public_result_schema, &res, &zone);
+  return r < 0 ? r : public_result(zone, &res, ret_info);
+}
+
+int mcpsig_sign_http(mcpsig_client *c, const mcpsig_sign_request *req, mcpsig_signature **ret_sig) {
+  struct proto_sign_params p;
+  struct proto_sign_result res;
+  msgpack_zone *zone = NULL;
+  struct proto_pair *headers = NULL;
+
+  if (!req || !ret_sig)
+    return set_error(c, -EINVAL, NULL);
+  if (req->body && req->body_len > MCPSIG_MAX_BODY_LEN)
+    return set_error(c, MCPSIG_ETOOBIG, "body larger than 1 MiB: pass content_digest from mcpsig_content_digest()");
+  memset(&p, 0, sizeof(p));
+  p.identity = req->identity;
+  p.origin = req->origin;
+  p.method = req->method;
+  p.uri = req->uri;
+  if (req->n_headers > 0) {
+    headers = calloc(req->n_headers, sizeof(*headers));
+    if (!headers)
+      return set_error(c, -ENOMEM, NULL);
+    for (size_t i = 0; i < req->n_headers; i++)
+      headers[i] = (struct proto_pair){ req->headers[i].name, req->headers[i].value };
+  }
+  p.headers = headers;
+  p.n_headers = req->n_headers;
+  if (req->body) {
+    p.body = req->body;
+    p.body_len = req->body_len;
+    p.has_body = true;
+  }
+  p.content_digest = req->content_digest;
+  p.accept_signature = req->accept_signature;
+  p.label = req->label;
+  p.components = (const char **)req->components;
+  p.n_components = req->n_components;
+  int r = call(c, "sign.http", &proto_sign_params_schema, &p, &proto_sign_result_schema, &res, &zone);
+  free(headers);
+  if (r < 0)
+    return r;
+  mcpsig_signature *s = calloc(1, sizeof(*s));
+  if (!s) {
+    msgpack_zone_free(zone);
+    return -ENOMEM;
+  }
+  *s = (mcpsig_signature){ res.headers.content_digest, res.headers.signature_input, res.headers.signature,
+                           res.headers.signature_agent, res.keyid, res.tag, res.label, res.alg, res.created, zone };
+  *ret_sig = s;
+  return 0;
+}
+
+mcpsig_signature *mcpsig_signature_free(mcpsig_signature *s) {
+  if (s) {
+    msgpack_zone_free(s->internal_);
+    free(s);
+  }
+  return NULL;
+}
+
+int mcpsig_content_digest(const void *body, size_t len, char *buf, size_t size) {
+  if (!buf || (!body && len))
+    return -EINVAL;
+  return proto_content_digest(body, len, buf, size);
+}

@@ -1,0 +1,259 @@
+/*
+ * mcpsig.h: the client library of the mcpsig signing agent.
+ *
+ * A host (an MCP client) links libmcpsig to ask mcpsig-agent for RFC 9421
+ * signatures of its outgoing HTTP requests. The private keys stay in the
+ * agent; this library only carries requests and replies over the agent's
+ * Unix socket.
+ *
+ * Conventions:
+ *  - Every fallible function returns 0 (or a count) on success and a negative
+ *    code on failure: -errno for system errors, MCPSIG_E* for our own.
+ *    mcpsig_strerror() names any of them.
+ *  - Output parameters are named ret_* and are set only on success.
+ *  - Result objects are owned by the caller and released with their *_free()
+ *    function, which accepts NULL and returns NULL.
+ *  - A client handle is not thread-safe: use one handle per thread, or lock
+ *    around it. Different handles are independent.
+ *  - Every call that talks to the agent is bounded by the handle's timeout, so
+ *    a wedged agent yields MCPSIG_ETIMEDOUT, never a hang.
+ */
+#ifndef MCPSIG_H
+#define MCPSIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && defined(MCPSIG_BUILDING)
+#define MCPSIG_EXTERN __attribute__((visibility("default")))
+#else
+#define MCPSIG_EXTERN
+#endif
+
+/* The wire protocol version this header speaks (see proto/PROTOCOL.md). */
+#define MCPSIG_PROTOCOL_VERSION 1
+
+/* Default per-call timeout of a client handle, in milliseconds. */
+#define MCPSIG_DEFAULT_TIMEOUT_MS 10000
+
+/*
+ * Error codes. The agent sends the positive value (the negation of the
+ * constant) as the "code" of an error reply, so the numbers are part of the
+ * protocol and never change meaning.
+ */
+#define MCPSIG_ERRNO_MAP(XX)                                                        \
+  XX(EPROTO,     -1001, "malformed message")                                      \
+  XX(ETOOBIG,    -1002, "message too large")                                      \
+  XX(EDEPTH,     -1003, "message nested too deeply")                              \
+  XX(EMETHOD,    -1004, "unknown method")                                         \
+  XX(EPARAM,     -1005, "invalid parameter")                                      \
+  XX(ENOIDENT,   -1006, "unknown identity")                                       \
+  XX(ENOBINDING, -1007, "no such binding")                                        \
+  XX(EEXIST,     -1008, "already exists")                                         \
+  XX(EURI,       -1009, "invalid target URI")                                     \
+  XX(EHEADER,    -1010, "missing or invalid covered header")                      \
+  XX(ECOMPONENT, -1011, "unsupported or invalid covered component")               \
+  XX(EACCEPT,    -1012, "unusable Accept-Signature")                              \
+  XX(EKEY,       -1013, "invalid key")                                            \
+  XX(ESTORE,     -1014, "keystore error")                                         \
+  XX(EINTERNAL,  -1015, "internal agent error")                                   \
+  XX(EVERSION,   -1016, "unsupported protocol version")                           \
+  XX(ECONNECT,   -1017, "cannot connect to the agent")                            \
+  XX(ETIMEDOUT,  -1018, "the agent did not answer in time")                       \
+  XX(ECLOSED,    -1019, "the agent closed the connection")                        \
+  XX(EALG,       -1020, "unsupported algorithm")                                  \
+  XX(EBUSY,      -1021, "the agent is serving too many connections")              \
+  XX(EAGENT,     -1022, "the agent replied with an unknown error")
+
+typedef enum {
+#define MCPSIG_ERRNO_ENUM(name, val, msg) MCPSIG_##name = (val),
+  MCPSIG_ERRNO_MAP(MCPSIG_ERRNO_ENUM)
+#undef MCPSIG_ERRNO_ENUM
+  MCPSIG_ERRNO_MIN_ = -1099
+} mcpsig_errno_t;
+
+/* A static string naming any code returned by this library (never NULL). */
+MCPSIG_EXTERN const char *mcpsig_strerror(int err);
+
+/* ---- socket discovery ------------------------------------------------- */
+
+/*
+ * The agent's socket path: MCPSIG_AUTH_SOCK if set and non-empty, else the
+ * default path: $XDG_RUNTIME_DIR/mcpsig/agent.sock; without XDG_RUNTIME_DIR,
+ * /run/user/$UID/mcpsig/agent.sock when /run/user/$UID exists and is ours;
+ * else ${TMPDIR:-/tmp}/mcpsig-$UID/agent.sock.
+ * Writes a NUL-terminated path into buf. Returns -ENAMETOOLONG if it does not
+ * fit.
+ */
+MCPSIG_EXTERN int mcpsig_socket_path(char *buf, size_t size);
+
+/* The default path only, ignoring MCPSIG_AUTH_SOCK. */
+MCPSIG_EXTERN int mcpsig_socket_path_default(char *buf, size_t size);
+
+/* ---- connection ------------------------------------------------------- */
+
+typedef struct mcpsig_client mcpsig_client;
+
+/*
+ * Connects to the agent at path, or, if path is NULL, at mcpsig_socket_path().
+ * timeout_ms bounds the connect and every later call (0 selects
+ * MCPSIG_DEFAULT_TIMEOUT_MS). Returns MCPSIG_ECONNECT when no agent listens.
+ */
+MCPSIG_EXTERN int mcpsig_connect(mcpsig_client **ret_client, const char *path, int timeout_ms);
+
+/* Closes the connection and frees the handle. Accepts NULL; returns NULL. */
+MCPSIG_EXTERN mcpsig_client *mcpsig_close(mcpsig_client *client);
+
+/*
+ * The message of the last error the agent reported on this handle, or of the
+ * last local failure, or "" if none. Valid until the next call on the handle.
+ */
+MCPSIG_EXTERN const char *mcpsig_last_error(const mcpsig_client *client);
+
+/* ---- hello ------------------------------------------------------------- */
+
+typedef struct {
+  uint32_t protocol;            /* the agent's protocol version */
+  const char *agent_version;    /* e.g. "0.1.0" */
+  const char *const *algorithms; /* RFC 9421 algorithm names, NULL-terminated */
+  size_t n_algorithms;
+  int64_t pid;                  /* the agent's process id */
+  void *internal_;
+} mcpsig_hello_info;
+
+MCPSIG_EXTERN int mcpsig_hello(mcpsig_client *client, mcpsig_hello_info **ret_info);
+MCPSIG_EXTERN mcpsig_hello_info *mcpsig_hello_info_free(mcpsig_hello_info *info);
+
+/* ---- identities and bindings ------------------------------------------- */
+
+typedef struct {
+  const char *identity;
+  const char *origin;           /* RFC 6454 serialization, e.g. "https://mcp.example.com" */
+  const char *tag;              /* stable across key rotations */
+  const char *keyid;            /* RFC 7638 thumbprint of the active key */
+  const char *alg;              /* RFC 9421 algorithm name, e.g. "ed25519" */
+  const char *state;            /* "active" or "pending" */
+  const char *pending_keyid;    /* NULL unless state is "pending" */
+  const char *const *retired;   /* retired keyids, oldest first */
+  size_t n_retired;
+} mcpsig_binding;
+
+typedef struct {
+  const char *name;
+  const char *alg;              /* the identity's default key type: "ed25519" */
+} mcpsig_identity;
+
+typedef struct {
+  const mcpsig_identity *identities;
+  size_t n_identities;
+  const mcpsig_binding *bindings;  /* sorted by identity, then origin */
+  size_t n_bindings;
+  void *internal_;
+} mcpsig_list_result;
+
+MCPSIG_EXTERN int mcpsig_list(mcpsig_client *client, mcpsig_list_result **ret_list);
+MCPSIG_EXTERN mcpsig_list_result *mcpsig_list_result_free(mcpsig_list_result *list);
+
+typedef struct {
+  const char *identity;
+  const char *origin;
+  const char *tag;
+  const char *keyid;
+  const char *alg;
+  const char *jwk;              /* the public JWK as compact JSON (for clientInfo.cnf.jwk) */
+  const char *signature_agent;  /* the Signature-Agent field value */
+  int created;                  /* 1 if this call created the binding */
+  void *internal_;
+} mcpsig_public_info;
+
+/*
+ * The public key of (identity, origin). identity NULL means "default"; origin
+ * is any http(s) URL whose origin names the binding. Creates the binding, and
+ * durably stores its first key, on first contact.
+ */
+MCPSIG_EXTERN int mcpsig_public(mcpsig_client *client, const char *identity, const char *origin,
+                                mcpsig_public_info **ret_info);
+MCPSIG_EXTERN mcpsig_public_info *mcpsig_public_info_free(mcpsig_public_info *info);
+
+/* Adds a named identity. alg NULL means "ed25519". MCPSIG_EEXIST if it exists. */
+MCPSIG_EXTERN int mcpsig_identity_add(mcpsig_client *client, const char *name, const char *alg);
+
+/*
+ * Removes one binding (origin non-NULL) or the whole identity (origin NULL),
+ * wiping the key files. Removing "default" removes its bindings; the identity
+ * itself always exists.
+ */
+MCPSIG_EXTERN int mcpsig_remove(mcpsig_client *client, const char *identity, const char *origin);
+
+/*
+ * Imports an existing private key for (identity, origin): either a JWK (JSON
+ * text with "d") or a raw 32-byte Ed25519 seed; pass exactly one. The binding
+ * must not exist; its tag becomes the key's thumbprint. The library wipes its
+ * own copies of the key material; the caller wipes its buffers.
+ */
+MCPSIG_EXTERN int mcpsig_import(mcpsig_client *client, const char *identity, const char *origin,
+                                const char *jwk_json, const unsigned char *seed, size_t seed_len,
+                                mcpsig_public_info **ret_info);
+
+/* ---- signing ----------------------------------------------------------- */
+
+typedef struct {
+  const char *name;
+  const char *value;
+} mcpsig_header;
+
+typedef struct {
+  const char *identity;         /* NULL: "default" */
+  const char *origin;           /* NULL: the origin of uri */
+  const char *method;           /* as sent, e.g. "POST" */
+  const char *uri;              /* the absolute target URI, exactly as sent */
+  const mcpsig_header *headers; /* the request's headers, in order */
+  size_t n_headers;
+  const void *body;             /* the exact body bytes, or NULL */
+  size_t body_len;
+  const char *content_digest;   /* instead of body: a Content-Digest value from
+                                   mcpsig_content_digest(), for large bodies */
+  const char *accept_signature; /* the server's Accept-Signature, or NULL */
+  const char *label;            /* NULL: "sig1" */
+  const char *const *components;/* extra covered components, or NULL */
+  size_t n_components;
+} mcpsig_sign_request;
+
+typedef struct {
+  const char *content_digest;
+  const char *signature_input;
+  const char *signature;
+  const char *signature_agent;
+  const char *keyid;
+  const char *tag;
+  const char *label;
+  const char *alg;
+  int64_t created;
+  void *internal_;
+} mcpsig_signature;
+
+/*
+ * Asks the agent to sign one HTTP request per SEP-2752. On success the four
+ * header values in *ret_sig are to be added to the request unchanged.
+ */
+MCPSIG_EXTERN int mcpsig_sign_http(mcpsig_client *client, const mcpsig_sign_request *req,
+                                   mcpsig_signature **ret_sig);
+MCPSIG_EXTERN mcpsig_signature *mcpsig_signature_free(mcpsig_signature *sig);
+
+/*
+ * Computes the RFC 9530 Content-Digest field value, "sha-256=:<base64>:", of
+ * body on the host side, so a large body need not cross the socket. buf must
+ * hold at least MCPSIG_CONTENT_DIGEST_LEN bytes.
+ */
+#define MCPSIG_CONTENT_DIGEST_LEN 56
+MCPSIG_EXTERN int mcpsig_content_digest(const void *body, size_t len, char *buf, size_t size);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MCPSIG_H */

@@ -1,0 +1,40 @@
+/*
+ * binding.h: the data model. An identity is a named client identity; a
+ * binding is one (identity, origin) pair with its stable tag, its active key,
+ * an optional pending key (while a rotation is in flight) and the keyids of
+ * retired keys.
+ */
+#ifndef MCPSIG_BINDING_H
+#define MCPSIG_BINDING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "key.h"
+
+struct identity {
+  char *name;
+  key_alg alg;              /* the key type of new bindings */
+  int64_t created;
+  size_t n_bindings;
+  struct identity *next;
+};
+
+struct binding {
+  struct identity *identity;
+  char *origin;             /* RFC 6454 serialization */
+  char tag[KEY_KEYID_LEN + 1];
+  int64_t created;
+  struct key active;
+  bool has_pending;
+  struct key pending;
+  char **retired;           /* keyids, oldest first */
+  size_t n_retired;
+  struct binding *next;     /* hash chain */
+};
+
+/* Identity names are also directory names: [A-Za-z0-9][A-Za-z0-9._-]{0,63}. */
+bool identity_name_valid(const char *name);
+
+#endif

@@ -1,0 +1,531 @@
+/*
+ * dispatch.c: every protocol method, independent of sockets.
+ *
+ * Each method validates everything it was given before it changes any state,
+ * so a bad request never creates a binding, and answers with one error code
+ * and a message that names the problem.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "dispatch.h"
+#include "httpsig.h"
+#include "jwk.h"
+#include "log.h"
+#include "proto.h"
+#include "uri.h"
+
+#define ERRLEN 512
+
+struct call {
+  struct agent *a;
+  const struct dispatch_peer *peer;
+  const msgpack_object *msgid;
+  const msgpack_object *params;
+  msgpack_zone *zone;
+  msgpack_packer *pk;
+  char err[ERRLEN];
+};
+
+static int reply_error(struct call *c, int code) {
+  if (code == -ENOMEM)
+    code = MCPSIG_EINTERNAL;
+  if (proto_error_encode(c->pk, c->msgid, code, c->err[0] ? c->err : mcpsig_strerror(code)) < 0)
+    return -ENOMEM;
+  return DISPATCH_REPLIED;
+}
+
+static int reply_result(struct call *c, const struct proto_schema *schema, const void *result) {
+  if (proto_response_begin(c->pk, c->msgid) < 0 || proto_encode(c->pk, schema, result) < 0)
+    return -ENOMEM;
+  return DISPATCH_REPLIED;
+}
+
+static int set_err(struct call *c, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int set_err(struct call *c, int code, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(c->err, sizeof(c->err), fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+static int decode(struct call *c, const struct proto_schema *schema, void *out) {
+  return proto_decode(schema, c->params, c->zone, out, PROTO_DECODE_STRICT, c->err, sizeof(c->err));
+}
+
+static int identity_resolve(struct call *c, const char *name, struct identity **ret) {
+  struct identity *id = agent_identity_find(c->a, name ? name : PROTO_DEFAULT_IDENTITY);
+  if (!id)
+    return set_err(c, MCPSIG_ENOIDENT, "unknown identity \"%.64s\"; add it with: mcpsig add-identity %.64s", name,
+                   name);
+  *ret = id;
+  return 0;
+}
+
+static int origin_resolve(struct call *c, const char *url, char origin[MCPSIG_MAX_ORIGIN_LEN + 1]) {
+  if (!url)
+    return set_err(c, MCPSIG_EPARAM, "origin is required");
+  return uri_origin(url, origin, MCPSIG_MAX_ORIGIN_LEN + 1, c->err, sizeof(c->err));
+}
+
+/* ---- hello ---- */
+
+static int m_hello(struct call *c) {
+  static const char *algs[] = { "ed25519" };
+  char dummy;
+  struct proto_hello_result res = { MCPSIG_PROTOCOL_VERSION, PACKAGE_VERSION, algs, 1, (int64_t)getpid() };
+  int r = decode(c, &proto_empty_schema, &dummy);
+  if (r < 0)
+    return reply_error(c, r);
+  return reply_result(c, &proto_hello_result_schema, &res);
+}
+
+/* ---- identities ---- */
+
+static void binding_describe(struct binding *b, struct proto_binding *out) {
+  memset(out, 0, sizeof(*out));
+  out->identity = b->identity->name;
+  out->origin = b->origin;
+  out->tag = b->tag;
+  out->keyid = b->active.keyid;
+  out->alg = key_alg_name(b->active.alg);
+  out->state = b->has_pending ? "pending" : "active";
+  out->pending_keyid = b->has_pending ? b->pending.keyid : NULL;
+  out->retired = (const char **)b->retired;
+  out->n_retired = b->n_retired;
+}
+
+static int identity_cmp(const void *x, const void *y) {
+  return strcmp(((const struct proto_identity_entry *)x)->name, ((const struct proto_identity_entry *)y)->name);
+}
+
+static int m_identity_list(struct call *c) {
+  struct proto_list_result res = { 0 };
+  struct binding **list = NULL;
+  size_t n = 0, i = 0;
+  char dummy;
+  int r = decode(c, &proto_empty_schema, &dummy);
+  if (r < 0)
+    return reply_error(c, r);
+  if ((r = agent_bindings_sorted(c->a, &list, &n)) < 0)
+    return reply_error(c, r);
+  res.identities = calloc(c->a->n_identities + 1, sizeof(*res.identities));
+  res.bindings = calloc(n + 1, sizeof(*res.bindings));
+  if (!res.identities || !res.bindings) {
+    r = reply_error(c, -ENOMEM);
+    goto out;
+  }
+  for (struct identity *id = c->a->identities; id; id = id->next, i++) {
+    res.identities[i].name = id->name;
+    res.identities[i].alg = key_alg_name(id->alg);
+  }
+  res.n_identities = i;
+  qsort(res.identities, i, sizeof(*res.identities), identity_cmp);
+  for (i = 0; i < n; i++)
+    binding_describe(list[i], &res.bindings[i]);
+  res.n_bindings = n;
+  r = reply_result(c, &proto_list_result_schema, &res);
+out:
+  free(res.identities);
+  free(res.bindings);
+  free(list);
+  return r;
+}
+
+static int public_reply(struct call *c, struct binding *b, bool created) {
+  struct proto_public_result res = {
+    .identity = b->identity->name, .origin = b->origin, .tag = b->tag, .keyid = b->active.keyid,
+    .alg = key_alg_name(b->active.alg), .created = created,
+  };
+  int r = key_public_values(&b->active, &res.jwk, &res.signature_agent);
+  if (r < 0)
+    return reply_error(c, r);
+  return reply_result(c, &proto_public_result_schema, &res);
+}
+
+static int m_identity_public(struct call *c) {
+  struct proto_identity_params p;
+  struct identity *id = NULL;
+  struct binding *b;
+  char origin[MCPSIG_MAX_ORIGIN_LEN + 1];
+  bool created = false;
+  int r;
+
+  if ((r = decode(c, &proto_identity_params_schema, &p)) < 0 || (r = identity_resolve(c, p.identity, &id)) < 0 ||
+      (r = origin_resolve(c, p.origin, origin)) < 0)
+    return reply_error(c, r);
+  if (p.alg || p.all)
+    return reply_error(c, set_err(c, MCPSIG_EPARAM, "identity.public takes only identity and origin"));
+  if ((r = agent_binding_get(c->a, id, origin, true, &b, &created, c->err, sizeof(c->err))) < 0)
+    return reply_error(c, r);
+  if (created)
+    log_binding_created(c->peer, b);
+  return public_reply(c, b, created);
+}
+
+static int m_identity_add(struct call *c) {
+  struct proto_identity_params p;
+  key_alg alg = KEY_ED25519;
+  int r;
+
+  if ((r = decode(c, &proto_identity_params_schema, &p)) < 0)
+    return reply_error(c, r);
+  if (!p.identity)
+    return reply_error(c, set_err(c, MCPSIG_EPARAM, "identity is required"));
+  if (p.origin || p.all)
+    return reply_error(c, set_err(c, MCPSIG_EPARAM, "identity.add takes only identity and alg"));
+  if (p.alg && key_alg_parse(p.alg, &alg) < 0)
+    return reply_error(c, set_err(c, MCPSIG_EALG, "unsupported key type \"%.32s\" (supported: ed25519)", p.alg));
+  if ((r = agent_identity_add(c->a, p.identity, alg, c->err, sizeof(c->err))) < 0)
+    return reply_error(c, r);
+  log_info(c->peer, "identity %s added", p.identity);
+  return reply_result(c, &proto_empty_schema, NULL);
+}
+
+static int m_identity_remove(struct call *c) {
+  struct proto_identity_params p;
+  struct identity *id = NULL;
+  char origin[MCPSIG_MAX_ORIGIN_LEN + 1];
+  int r;
+
+  if ((r = decode(c, &proto_identity_params_schema, &p)) < 0 || (r = identity_resolve(c, p.identity, &id)) < 0)
+    return reply_error(c, r);
+  if (p.alg || (!p.origin) == (!p.all))
+    return reply_error(c, set_err(c, MCPSIG_EPARAM, "identity.remove takes either origin or all: true"));
+  if (p.all) {
+    const char *name = p.identity ? p.identity : PROTO_DEFAULT_IDENTITY;
+    if ((r = agent_identity_remove(c->a, name, c->err, sizeof(c->err))) < 0)
+      return reply_error(c, r);
+    log_info(c->peer, "identity %s removed", name);
+  } else {
+    if ((r = origin_resolve(c, p.origin, origin)) < 0 ||
+        (r = agent_binding_remove(c->a, id, origin, c->err, sizeof(c->err))) < 0)
+      return reply_error(c, r);
+    log_info(c->peer, "binding %s %s removed", id->name, origin);
+  }
+  return reply_result(c, &proto_empty_schema, NULL);
+}
+
+static int m_identity_import(struct call *c) {
+  struct proto_import_params p;
+  struct identity *id = NULL;
+  struct binding *b;
+  char origin[MCPSIG_MAX_ORIGIN_LEN + 1];
+  unsigned char *seed = NULL;
+  size_t seed_len = 0;
+  key_alg alg = KEY_ED25519;
+  int r;
+
+  if ((r = decode(c, &proto_import_params_schema, &p)) < 0 || (r = identity_resolve(c, p.identity, &id)) < 0 ||
+      (r = origin_resolve(c, p.origin, origin)) < 0)
+    return reply_error(c, r);
+  if (p.has_jwk == p.has_seed)
+    return reply_error(c, set_err(c, MCPSIG_EPARAM, "identity.import takes exactly one of jwk and seed"));
+  seed = sodium_malloc(KEY_SEED_MAX);
+  if (!seed)
+    return reply_error(c, -ENOMEM);
+  if (p.has_seed) {
+    if (p.seed_len != 32) {
+      r = set_err(c, MCPSIG_EKEY, "an Ed25519 seed is exactly 32 bytes, not %zu", p.seed_len);
+      goto out;
+    }
+    memcpy(seed, p.seed, 32);
+    seed_len = 32;
+  } else if ((r = jwk_import_private(p.jwk, p.jwk_len, &alg, seed, KEY_SEED_MAX, &seed_len, c->err,
+                                     sizeof(c->err))) < 0) {
+    goto out;
+  }
+  r = agent_binding_import(c->a, id, origin, alg, seed, seed_len, &b, c->err, sizeof(c->err));
+out:
+  sodium_free(seed);
+  if (r < 0)
+    return reply_error(c, r);
+  log_binding_created(c->peer, b);
+  return public_reply(c, b, true);
+}
+
+/* ---- sign.http ---- */
+
+/*
+ * The Content-Digest to cover: computed from the body, or the host's
+ * precomputed value (checked for shape), or the request's own header. When
+ * more than one is given they must agree, so nothing is silently ignored.
+ */
+static int digest_resolve(struct call *c, const struct proto_sign_params *p, struct httpsig_request *req,
+                          char out[MCPSIG_CONTENT_DIGEST_LEN]) {
+  struct buf hv = BUF_INIT;
+  bool in_headers = false;
+  int r;
+
+  if (p->has_body && p->content_digest)
+    return set_err(c, MCPSIG_EPARAM, "give body or content_digest, not both");
+  if ((r = httpsig_field_value(req, "content-digest", &hv, &in_headers)) < 0)
+    return r;
+  if (p->has_body) {
+    r = proto_content_digest(p->body, p->body_len, out, MCPSIG_CONTENT_DIGEST_LEN);
+  } else if (p->content_digest || in_headers) {
+    const char *given = p->content_digest ? p->content_digest : buf_cstr(&hv);
+    unsigned char h[32];
+    size_t n = 0, len = strlen(given);
+    if (len != 54 || strncmp(given, "sha-256=:", 9) != 0 || given[len - 1] != ':' ||
+        sodium_base642bin(h, sizeof(h), given + 9, len - 10, NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        n != 32) {
+      buf_free(&hv);
+      return set_err(c, MCPSIG_EPARAM, "content_digest must be \"sha-256=:<base64 of 32 bytes>:\"");
+    }
+    memcpy(out, given, len + 1);
+  } else {
+    /* No body at all: GET and DELETE still cover the digest of nothing. */
+    r = proto_content_digest("", 0, out, MCPSIG_CONTENT_DIGEST_LEN);
+  }
+  if (r == 0 && in_headers && strcmp(buf_cstr(&hv), out) != 0)
+    r = set_err(c, MCPSIG_EHEADER, "the request's Content-Digest header does not match its body");
+  buf_free(&hv);
+  return r;
+}
+
+struct sign_out {
+  struct buf input;
+  struct buf signature;
+  char nonce[sodium_base64_ENCODED_LEN(HTTPSIG_NONCE_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+};
+
+static int sign_one(struct call *c, const struct httpsig_request *req, const struct httpsig_plan *plan,
+                    struct binding *b, struct key *k, int64_t created, struct sign_out *out) {
+  struct httpsig_params sp = { .created = created, .keyid = k->keyid, .tag = b->tag };
+  struct buf base = BUF_INIT, sigparams = BUF_INIT;
+  unsigned char sig[KEY_SIG_MAX];
+  size_t siglen = 0;
+  int r;
+
+  if (plan->server_nonce) {
+    /* RFC 9421 §5.2: a nonce value the server supplies is copied. This is
+     * the one exception to a fresh nonce per signature (invariant 3). */
+    sp.nonce = plan->server_nonce;
+  } else {
+    unsigned char raw[HTTPSIG_NONCE_BYTES];
+    agent_random(c->a, raw, sizeof(raw));
+    sodium_bin2base64(out->nonce, sizeof(out->nonce), raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+    sp.nonce = out->nonce;
+  }
+  if (plan->want_expires) {
+    sp.has_expires = true;
+    sp.expires = created + 300;
+  }
+  r = httpsig_base_build(req, plan->components, plan->n_components, &sp, &base, &sigparams, c->err, sizeof(c->err));
+  if (r == 0)
+    r = key_sign(c->a->pool, k, base.p, base.len, sig, &siglen);
+  if (r == 0)
+    r = httpsig_member_input(&out->input, plan->label, buf_cstr(&sigparams));
+  if (r == 0)
+    r = httpsig_member_signature(&out->signature, plan->label, sig, siglen);
+  buf_free(&base);
+  buf_free(&sigparams);
+  sodium_memzero(sig, sizeof(sig));
+  return r;
+}
+
+static int m_sign_http(struct call *c) {
+  struct proto_sign_params p;
+  struct httpsig_request req;
+  struct httpsig_plan plan;
+  struct identity *id = NULL;
+  struct binding *b = NULL;
+  struct proto_pair *headers = NULL;
+  struct sign_out out = { BUF_INIT, BUF_INIT, "" };
+  char origin[MCPSIG_MAX_ORIGIN_LEN + 1];
+  char digest[MCPSIG_CONTENT_DIGEST_LEN];
+  bool created_binding = false, have_digest_header = false;
+  struct key *k;
+  int r;
+
+  memset(&plan, 0, sizeof(plan));
+  if ((r = decode(c, &proto_sign_params_schema, &p)) < 0 || (r = identity_resolve(c, p.identity, &id)) < 0)
+    return reply_error(c, r);
+  if ((r = httpsig_request_init(&req, p.method, p.uri, p.headers, p.n_headers, c->err, sizeof(c->err))) < 0)
+    return reply_error(c, r);
+  if ((r = origin_resolve(c, p.origin ? p.origin : p.uri, origin)) < 0)
+    return reply_error(c, r);
+  if (p.key && strcmp(p.key, "active") != 0 && strcmp(p.key, "pending") != 0)
+    return reply_error(c, set_err(c, MCPSIG_EPARAM, "key must be \"active\" or \"pending\""));
+  if ((r = digest_resolve(c, &p, &req, digest)) < 0)
+    return reply_error(c, r);
+
+  /* The covered headers are the request's plus the Content-Digest we return. */
+  for (size_t i = 0; i < p.n_headers; i++)
+    if (strcasecmp(p.headers[i].name, "content-digest") == 0)
+      have_digest_header = true;
+  headers = calloc(p.n_headers + 1, sizeof(*headers));
+  if (!headers)
+    return reply_error(c, -ENOMEM);
+  memcpy(headers, p.headers, p.n_headers * sizeof(*headers));
+  if (!have_digest_header)
+    headers[p.n_headers++] = (struct proto_pair){ "content-digest", digest };
+  req.headers = headers;
+  req.n_headers = p.n_headers;
+
+  if ((r = httpsig_plan_build(&req, p.accept_signature, p.label, p.components, p.n_components, &plan, c->err,
+                              sizeof(c->err))) < 0)
+    goto out;
+
+  b = agent_binding_find(c->a, id, origin);
+  if (!b) {
+    /* Build the base once with placeholders first: a request that cannot
+     * be signed must not create a binding. */
+    struct httpsig_params dry = { .created = 0 };
+    struct buf base = BUF_INIT, sp = BUF_INIT;
+    r = httpsig_base_build(&req, plan.components, plan.n_components, &dry, &base, &sp, c->err, sizeof(c->err));
+    buf_free(&base);
+    buf_free(&sp);
+    if (r < 0)
+      goto out;
+    if ((r = agent_binding_get(c->a, id, origin, true, &b, &created_binding, c->err, sizeof(c->err))) < 0)
+      goto out;
+    log_binding_created(c->peer, b);
+  }
+  k = &b->active;
+  if (p.key && strcmp(p.key, "pending") == 0) {
+    if (!b->has_pending) {
+      r = set_err(c, MCPSIG_EPARAM, "no rotation is pending for %s %s, so there is no pending key", id->name, origin);
+      goto out;
+    }
+    k = &b->pending;
+  }
+  if (plan.server_keyid && strcmp(plan.server_keyid, k->keyid) != 0) {
+    r = set_err(c, MCPSIG_EACCEPT, "the server asks for keyid \"%.64s\", but this binding's key is %s",
+                plan.server_keyid, k->keyid);
+    goto out;
+  }
+  if (plan.server_alg && strcmp(plan.server_alg, key_alg_name(k->alg)) != 0) {
+    r = set_err(c, MCPSIG_EACCEPT, "the server asks for algorithm \"%.32s\", but this binding's key is %s",
+                plan.server_alg, key_alg_name(k->alg));
+    goto out;
+  }
+  if (plan.server_tag && strcmp(plan.server_tag, b->tag) != 0)
+    log_info(c->peer, "server asked for tag \"%.64s\"; keeping the identity tag %s", plan.server_tag, b->tag);
+
+  int64_t created = agent_now(c->a);
+  const char *signature_agent = NULL;
+  if ((r = key_public_values(k, NULL, &signature_agent)) < 0 || (r = sign_one(c, &req, &plan, b, k, created, &out)) < 0)
+    goto out;
+  c->a->n_signatures++;
+  log_signature(c->peer, b, k, plan.label);
+
+  struct proto_sign_result res = {
+    .headers = { digest, buf_cstr(&out.input), buf_cstr(&out.signature), signature_agent },
+    .has_headers = true,
+    .keyid = k->keyid, .tag = b->tag, .label = plan.label, .alg = key_alg_name(k->alg), .created = created,
+  };
+  r = reply_result(c, &proto_sign_result_schema, &res);
+out:
+  if (r < 0)
+    r = reply_error(c, r);
+  httpsig_plan_free(&plan);
+  buf_free(&out.input);
+  buf_free(&out.signature);
+  free(headers);
+  (void)created_binding;
+  return r;
+}
+
+/* ---- the envelope ---- */
+
+static const struct {
+  const char *name;
+  int (*handler)(struct call *c);
+} methods[] = {
+  { "hello", m_hello },
+  { "identity.list", m_identity_list },
+  { "identity.public", m_identity_public },
+  { "identity.add", m_identity_add },
+  { "identity.remove", m_identity_remove },
+  { "identity.import", m_identity_import },
+  { "sign.http", m_sign_http },
+};
+
+int dispatch_message(struct agent *a, const struct dispatch_peer *peer, const msgpack_object *msg,
+                     msgpack_packer *pk) {
+  struct call c = { .a = a, .peer = peer, .pk = pk };
+  msgpack_zone zone;
+  int r;
+
+  c.err[0] = '\0';
+  if (msg->type != MSGPACK_OBJECT_ARRAY || msg->via.array.size < 1 ||
+      msg->via.array.ptr[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+    goto bad_envelope;
+  const msgpack_object *f = msg->via.array.ptr;
+  uint64_t kind = f[0].via.u64;
+  if (kind == PROTO_NOTIFICATION && msg->via.array.size == 3)
+    return DISPATCH_NO_REPLY; /* the agent defines no client notifications */
+  if (kind != PROTO_REQUEST || msg->via.array.size != 4 || f[1].type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
+      f[1].via.u64 > UINT32_MAX)
+    goto bad_envelope;
+  c.msgid = &f[1];
+  if (f[2].type != MSGPACK_OBJECT_STR) {
+    set_err(&c, MCPSIG_EPROTO, "method must be a string");
+    return reply_error(&c, MCPSIG_EPROTO);
+  }
+  if (f[3].type != MSGPACK_OBJECT_ARRAY || f[3].via.array.size > 1) {
+    set_err(&c, MCPSIG_EPROTO, "params must be an array holding at most one map");
+    return reply_error(&c, MCPSIG_EPROTO);
+  }
+  static const msgpack_object nil = { .type = MSGPACK_OBJECT_NIL };
+  c.params = f[3].via.array.size == 1 ? &f[3].via.array.ptr[0] : &nil;
+  for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++) {
+    size_t n = strlen(methods[i].name);
+    if (f[2].via.str.size != n || memcmp(f[2].via.str.ptr, methods[i].name, n) != 0)
+      continue;
+    msgpack_zone_init(&zone, 2048);
+    c.zone = &zone;
+    r = methods[i].handler(&c);
+    msgpack_zone_destroy(&zone);
+    return r;
+  }
+  set_err(&c, MCPSIG_EMETHOD, "unknown method \"%.*s\"", (int)(f[2].via.str.size > 64 ? 64 : f[2].via.str.size),
+          f[2].via.str.ptr);
+  for (char *p = c.err; *p; p++)
+    if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+      *p = '?';
+  return reply_error(&c, MCPSIG_EMETHOD);
+
+bad_envelope:
+  proto_error_encode(pk, NULL, MCPSIG_EPROTO, "not a msgpack-RPC request [0, msgid, method, [params]]");
+  return MCPSIG_EPROTO;
+}
+
+ssize_t dispatch_bytes(struct agent *a, const struct dispatch_peer *peer, const unsigned char *buf, size_t len,
+                       msgpack_packer *pk) {
+  size_t used = 0;
+  while (used < len) {
+    ssize_t n = proto_frame_scan(buf + used, len - used, MCPSIG_MAX_MSG_LEN, MCPSIG_MAX_DEPTH);
+    if (n == 0)
+      break;
+    if (n < 0) {
+      proto_error_encode(pk, NULL, (int)n, NULL);
+      return n;
+    }
+    msgpack_unpacked up;
+    size_t off = 0;
+    msgpack_unpacked_init(&up);
+    int ur = msgpack_unpack_next(&up, (const char *)buf + used, (size_t)n, &off);
+    if (ur != MSGPACK_UNPACK_SUCCESS || off != (size_t)n) {
+      msgpack_unpacked_destroy(&up);
+      proto_error_encode(pk, NULL, MCPSIG_EPROTO, NULL);
+      return MCPSIG_EPROTO;
+    }
+    int r = dispatch_message(a, peer, &up.data, pk);
+    msgpack_unpacked_destroy(&up);
+    if (r < 0)
+      return r;
+    used += (size_t)n;
+  }
+  return (ssize_t)used;
+}

@@ -1,0 +1,38 @@
+/*
+ * dispatch.h: the socket-free request handler: (agent state, one decoded
+ * message) -> reply. The server, the tests and the fuzzer all call it.
+ */
+#ifndef MCPSIG_DISPATCH_H
+#define MCPSIG_DISPATCH_H
+
+#include <sys/types.h>
+#include <msgpack.h>
+
+#include "agent.h"
+
+struct dispatch_peer {
+  pid_t pid;
+  uid_t uid;
+  const char *exe;      /* the peer's executable, for logs; may be NULL */
+  unsigned long id;     /* connection number */
+};
+
+enum {
+  DISPATCH_REPLIED = 0,   /* a reply was packed */
+  DISPATCH_NO_REPLY = 1,  /* a notification: nothing to send */
+};
+
+/*
+ * Handles one message. Returns DISPATCH_REPLIED or DISPATCH_NO_REPLY, or a
+ * negative code when the connection must be closed (after sending what was
+ * packed, an error reply with a nil msgid, when the envelope itself was not
+ * a valid request).
+ */
+int dispatch_message(struct agent *a, const struct dispatch_peer *peer, const msgpack_object *msg,
+                     msgpack_packer *pk);
+
+/* Frames, unpacks and dispatches every complete message in buf; for tests and the fuzzer. Returns bytes consumed or < 0 to close. */
+ssize_t dispatch_bytes(struct agent *a, const struct dispatch_peer *peer, const unsigned char *buf, size_t len,
+                       msgpack_packer *pk);
+
+#endif

@@ -1,0 +1,726 @@
+/*
+ * keystore.c: durable, atomic storage of identities and bindings.
+ *
+ * Invariant 1 (no signature under a key that is not durably stored) rests on
+ * keystore_binding_write(): it returns only after fsync(file), rename and
+ * fsync(directory). Invariant 2 rests on never modifying a file in place.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "errmsg.h"
+#include "keystore.h"
+#include "proto.h"
+
+#define KEYSTORE_VERSION 1
+#define RECORD_MAX (256u * 1024u)
+#define BINDING_SUFFIX ".binding"
+
+struct keystore {
+  char *dir;
+  int dirfd;
+  int lockfd;
+};
+
+bool identity_name_valid(const char *name) {
+  size_t n = 0;
+  if (!name || !((name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z') ||
+                 (name[0] >= '0' && name[0] <= '9')))
+    return false;
+  for (const char *p = name; *p; p++, n++) {
+    char c = *p;
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+          c == '-'))
+      return false;
+  }
+  return n <= MCPSIG_MAX_IDENTITY_LEN;
+}
+
+/* A directory or file the keys live in must be ours and private. */
+static int check_private(const struct stat *st, const char *path, bool is_dir, char *err, size_t errlen) {
+  if (st->st_uid != geteuid())
+    return errmsg(err, errlen, MCPSIG_ESTORE, "%s is owned by uid %lu, not by this user (uid %lu); refusing to use it",
+                path, (unsigned long)st->st_uid, (unsigned long)geteuid());
+  if (is_dir && !S_ISDIR(st->st_mode))
+    return errmsg(err, errlen, MCPSIG_ESTORE, "%s is not a directory", path);
+  if (!is_dir && !S_ISREG(st->st_mode))
+    return errmsg(err, errlen, MCPSIG_ESTORE, "%s is not a regular file", path);
+  if (st->st_mode & 077)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "%s is accessible by group or others (mode %04o); fix it with: chmod %s %s",
+                path, (unsigned)(st->st_mode & 07777), is_dir ? "700" : "600", path);
+  return 0;
+}
+
+static int mkdir_p(const char *path) {
+  char tmp[PATH_MAX];
+  if (strlen(path) >= sizeof(tmp))
+    return -ENAMETOOLONG;
+  strcpy(tmp, path);
+  for (char *p = tmp + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+      return -errno;
+    *p = '/';
+  }
+  if (mkdir(tmp, 0700) < 0 && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
+static int open_dir_at(int dirfd, const char *name) {
+  return openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+int keystore_open(struct keystore **ret_ks, const char *dir, char *err, size_t errlen) {
+  struct keystore *ks = NULL;
+  struct stat st;
+  int r;
+
+  if ((r = mkdir_p(dir)) < 0)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot create keystore %s: %s", dir, strerror(-r));
+  ks = calloc(1, sizeof(*ks));
+  if (!ks)
+    return -ENOMEM;
+  ks->lockfd = -1;
+  ks->dir = strdup(dir);
+  ks->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (!ks->dir || ks->dirfd < 0) {
+    r = errmsg(err, errlen, MCPSIG_ESTORE, "cannot open keystore %s: %s", dir, strerror(errno));
+    goto fail;
+  }
+  if (fstat(ks->dirfd, &st) < 0 || (r = check_private(&st, dir, true, err, errlen)) < 0) {
+    if (r == 0)
+      r = errmsg(err, errlen, MCPSIG_ESTORE, "cannot stat %s: %s", dir, strerror(errno));
+    goto fail;
+  }
+  ks->lockfd = openat(ks->dirfd, "agent.lock", O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (ks->lockfd < 0) {
+    r = errmsg(err, errlen, MCPSIG_ESTORE, "cannot open %s/agent.lock: %s", dir, strerror(errno));
+    goto fail;
+  }
+  if (flock(ks->lockfd, LOCK_EX | LOCK_NB) < 0) {
+    char pid[32] = "";
+    ssize_t n = pread(ks->lockfd, pid, sizeof(pid) - 1, 0);
+    pid[n > 0 ? n : 0] = '\0';
+    pid[strcspn(pid, "\n")] = '\0';
+    r = errmsg(err, errlen, MCPSIG_ESTORE, "keystore %s is in use by another mcpsig-agent (pid %s)", dir,
+             pid[0] ? pid : "unknown");
+    goto fail;
+  }
+  char pid[32];
+  int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+  if (ftruncate(ks->lockfd, 0) < 0 || pwrite(ks->lockfd, pid, (size_t)n, 0) != n) {
+    r = errmsg(err, errlen, MCPSIG_ESTORE, "cannot write %s/agent.lock: %s", dir, strerror(errno));
+    goto fail;
+  }
+  if (mkdirat(ks->dirfd, "identities", 0700) < 0 && errno != EEXIST) {
+    r = errmsg(err, errlen, MCPSIG_ESTORE, "cannot create %s/identities: %s", dir, strerror(errno));
+    goto fail;
+  }
+  *ret_ks = ks;
+  return 0;
+fail:
+  keystore_free(ks);
+  return r;
+}
+
+struct keystore *keystore_free(struct keystore *ks) {
+  if (!ks)
+    return NULL;
+  if (ks->lockfd >= 0)
+    close(ks->lockfd);
+  if (ks->dirfd >= 0)
+    close(ks->dirfd);
+  free(ks->dir);
+  free(ks);
+  return NULL;
+}
+
+const char *keystore_dir(const struct keystore *ks) {
+  return ks->dir;
+}
+
+/* ---- atomic files ---- */
+
+static int write_all(int fd, const void *data, size_t len) {
+  const char *p = data;
+  while (len > 0) {
+    ssize_t n = write(fd, p, len);
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      return -errno;
+    }
+    p += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+/*
+ * The durable replace: a temporary file, fsync(file), renameat, fsync(dir).
+ * A crash at any point leaves either the old file or the new one, never a
+ * mix, and the new one is on disk before we return.
+ */
+static int file_replace(int dirfd, const char *name, const void *data, size_t len) {
+  char tmp[NAME_MAX + 1];
+  int r = 0;
+
+  if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
+    return -ENAMETOOLONG;
+  (void)unlinkat(dirfd, tmp, 0); /* a leftover of a crash; we hold the lock */
+  int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return -errno;
+  r = write_all(fd, data, len);
+  if (r == 0 && fsync(fd) < 0)
+    r = -errno;
+  if (close(fd) < 0 && r == 0)
+    r = -errno;
+  if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
+    r = -errno;
+  if (r < 0) {
+    (void)unlinkat(dirfd, tmp, 0);
+    return r;
+  }
+  if (fsync(dirfd) < 0)
+    return -errno;
+  return 0;
+}
+
+/* Overwrites a file with zeros and unlinks it. On copy-on-write or journaling
+ * file systems the old blocks may survive; this is the best a process can do. */
+static int file_wipe(int dirfd, const char *name) {
+  struct stat st;
+  int fd = openat(dirfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return errno == ENOENT ? 0 : -errno;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+    static const unsigned char zeros[4096];
+    off_t left = st.st_size;
+    while (left > 0) {
+      size_t n = left > (off_t)sizeof(zeros) ? sizeof(zeros) : (size_t)left;
+      if (write_all(fd, zeros, n) < 0)
+        break;
+      left -= (off_t)n;
+    }
+    (void)fsync(fd);
+  }
+  close(fd);
+  if (unlinkat(dirfd, name, 0) < 0)
+    return -errno;
+  return fsync(dirfd) < 0 ? -errno : 0;
+}
+
+/* ---- packing into guarded memory ---- */
+
+/* msgpack's sbuffer grows with realloc(), which would leave copies of keys in
+ * the heap; records are packed into one guarded buffer instead. */
+struct secbuf {
+  unsigned char *p;
+  size_t len, cap;
+};
+
+static int secbuf_write(void *data, const char *buf, size_t len) {
+  struct secbuf *sb = data;
+  if (len > sb->cap - sb->len)
+    return -1;
+  memcpy(sb->p + sb->len, buf, len);
+  sb->len += len;
+  return 0;
+}
+
+struct identity_record {
+  int64_t version;
+  const char *name;
+  const char *alg;
+  int64_t created;
+};
+
+#define NO PROTO_NO_OFFSET
+static const struct proto_field identity_record_fields[] = {
+  { "version", PT_INT, offsetof(struct identity_record, version), NO, NO, PF_REQUIRED, 0, NULL },
+  { "name", PT_STR, offsetof(struct identity_record, name), NO, NO, PF_REQUIRED, 0, NULL },
+  { "alg", PT_STR, offsetof(struct identity_record, alg), NO, NO, PF_REQUIRED, 0, NULL },
+  { "created", PT_INT, offsetof(struct identity_record, created), NO, NO, 0, 0, NULL },
+};
+static const struct proto_schema identity_record_schema = {
+  "identity", identity_record_fields, sizeof(identity_record_fields) / sizeof(identity_record_fields[0]),
+  sizeof(struct identity_record)
+};
+
+struct binding_record {
+  int64_t version;
+  const char *identity;
+  const char *origin;
+  const char *tag;
+  int64_t created;
+  const char *alg;
+  const unsigned char *key;
+  size_t key_len;
+  bool has_key;
+  const char *pending_alg;
+  const unsigned char *pending_key;
+  size_t pending_key_len;
+  bool has_pending_key;
+  const char **retired;
+  size_t n_retired;
+};
+
+#define BR struct binding_record
+static const struct proto_field binding_record_fields[] = {
+  { "version", PT_INT, offsetof(BR, version), NO, NO, PF_REQUIRED, 0, NULL },
+  { "identity", PT_STR, offsetof(BR, identity), NO, NO, PF_REQUIRED, 0, NULL },
+  { "origin", PT_STR, offsetof(BR, origin), NO, NO, PF_REQUIRED, 0, NULL },
+  { "tag", PT_STR, offsetof(BR, tag), NO, NO, PF_REQUIRED, 0, NULL },
+  { "created", PT_INT, offsetof(BR, created), NO, NO, 0, 0, NULL },
+  { "alg", PT_STR, offsetof(BR, alg), NO, NO, PF_REQUIRED, 0, NULL },
+  { "key", PT_BIN, offsetof(BR, key), offsetof(BR, key_len), offsetof(BR, has_key), PF_REQUIRED | PF_SECRET, 64, NULL },
+  { "pending_alg", PT_STR, offsetof(BR, pending_alg), NO, NO, PF_NULLABLE, 0, NULL },
+  { "pending_key", PT_BIN, offsetof(BR, pending_key), offsetof(BR, pending_key_len), offsetof(BR, has_pending_key),
+    PF_SECRET, 64, NULL },
+  { "retired", PT_STRV, offsetof(BR, retired), offsetof(BR, n_retired), NO, PF_REQUIRED, 100000, NULL },
+};
+#undef BR
+static const struct proto_schema binding_record_schema = {
+  "binding", binding_record_fields, sizeof(binding_record_fields) / sizeof(binding_record_fields[0]),
+  sizeof(struct binding_record)
+};
+
+static int record_write(int dirfd, const char *name, const struct proto_schema *schema, const void *rec,
+                        size_t cap) {
+  struct secbuf sb = { sodium_malloc(cap), 0, cap };
+  msgpack_packer pk;
+  if (!sb.p)
+    return -ENOMEM;
+  msgpack_packer_init(&pk, &sb, secbuf_write);
+  int r = proto_encode(&pk, schema, rec);
+  if (r == 0)
+    r = file_replace(dirfd, name, sb.p, sb.len);
+  sodium_free(sb.p); /* wipes */
+  return r;
+}
+
+/* The file name of a binding: base64url(SHA-256(origin)) + ".binding". */
+static void binding_file_name(const char *origin, char name[64]) {
+  unsigned char h[32];
+  proto_sha256(origin, strlen(origin), h);
+  sodium_bin2base64(name, 64, h, sizeof(h), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  strcat(name, BINDING_SUFFIX);
+}
+
+static int identity_dirs(struct keystore *ks, const char *name, bool create, int *ret_iddir, int *ret_bdir) {
+  int idsfd = -1, iddir = -1, bdir = -1, r = 0;
+
+  idsfd = open_dir_at(ks->dirfd, "identities");
+  if (idsfd < 0)
+    return -errno;
+  if (create && mkdirat(idsfd, name, 0700) == 0) {
+    /* A new directory entry must itself be durable before anything inside
+     * it counts as stored. */
+    if (fsync(idsfd) < 0)
+      r = -errno;
+  } else if (create && errno != EEXIST) {
+    r = -errno;
+  }
+  if (r == 0 && (iddir = open_dir_at(idsfd, name)) < 0)
+    r = -errno;
+  if (r == 0 && create && mkdirat(iddir, "bindings", 0700) == 0) {
+    if (fsync(iddir) < 0)
+      r = -errno;
+  } else if (r == 0 && create && errno != EEXIST) {
+    r = -errno;
+  }
+  if (r == 0 && (bdir = open_dir_at(iddir, "bindings")) < 0)
+    r = -errno;
+  close(idsfd);
+  if (r < 0) {
+    if (iddir >= 0)
+      close(iddir);
+    return r;
+  }
+  if (ret_iddir)
+    *ret_iddir = iddir;
+  else
+    close(iddir);
+  if (ret_bdir)
+    *ret_bdir = bdir;
+  else
+    close(bdir);
+  return 0;
+}
+
+int keystore_identity_write(struct keystore *ks, const struct identity *id, char *err, size_t errlen) {
+  struct identity_record rec = { KEYSTORE_VERSION, id->name, key_alg_name(id->alg), id->created };
+  int iddir = -1;
+  int r = identity_dirs(ks, id->name, true, &iddir, NULL);
+  if (r == 0)
+    r = record_write(iddir, "identity", &identity_record_schema, &rec, 1024);
+  if (iddir >= 0)
+    close(iddir);
+  if (r < 0)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot write identity %s to %s: %s", id->name, ks->dir,
+                strerror(-r));
+  return 0;
+}
+
+int keystore_identity_remove(struct keystore *ks, const char *name, char *err, size_t errlen) {
+  int iddir = -1, bdir = -1, idsfd = -1, r;
+
+  r = identity_dirs(ks, name, false, &iddir, &bdir);
+  if (r == -ENOENT)
+    return 0;
+  if (r < 0)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot open identity %s: %s", name, strerror(-r));
+  DIR *d = fdopendir(bdir);
+  if (d) {
+    struct dirent *de;
+    while ((de = readdir(d)))
+      if (de->d_name[0] != '.')
+        (void)file_wipe(bdir, de->d_name);
+    closedir(d);
+  } else {
+    close(bdir);
+  }
+  (void)file_wipe(iddir, "identity");
+  if (unlinkat(iddir, "bindings", AT_REMOVEDIR) < 0 && errno != ENOENT)
+    r = -errno;
+  close(iddir);
+  idsfd = open_dir_at(ks->dirfd, "identities");
+  if (r == 0 && idsfd >= 0 && unlinkat(idsfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+    r = -errno;
+  if (idsfd >= 0) {
+    (void)fsync(idsfd);
+    close(idsfd);
+  }
+  if (r < 0)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot remove identity %s: %s", name, strerror(-r));
+  return 0;
+}
+
+int keystore_binding_write(struct keystore *ks, struct keypool *pool, const struct binding *b, char *err,
+                           size_t errlen) {
+  unsigned char *seeds = sodium_malloc(2 * KEY_SEED_MAX);
+  struct binding_record rec;
+  char name[64];
+  int bdir = -1, r;
+
+  if (!seeds)
+    return -ENOMEM;
+  memset(&rec, 0, sizeof(rec));
+  rec.version = KEYSTORE_VERSION;
+  rec.identity = b->identity->name;
+  rec.origin = b->origin;
+  rec.tag = b->tag;
+  rec.created = b->created;
+  rec.alg = key_alg_name(b->active.alg);
+  rec.key = seeds;
+  rec.has_key = true;
+  rec.retired = (const char **)b->retired;
+  rec.n_retired = b->n_retired;
+  r = key_seed_export(pool, &b->active, seeds, KEY_SEED_MAX, &rec.key_len);
+  if (r == 0 && b->has_pending) {
+    rec.pending_alg = key_alg_name(b->pending.alg);
+    rec.pending_key = seeds + KEY_SEED_MAX;
+    rec.has_pending_key = true;
+    r = key_seed_export(pool, &b->pending, seeds + KEY_SEED_MAX, KEY_SEED_MAX, &rec.pending_key_len);
+  }
+  if (r == 0)
+    r = identity_dirs(ks, b->identity->name, true, NULL, &bdir);
+  if (r == 0) {
+    binding_file_name(b->origin, name);
+    r = record_write(bdir, name, &binding_record_schema, &rec, 1024 + b->n_retired * 64);
+  }
+  if (bdir >= 0)
+    close(bdir);
+  sodium_free(seeds);
+  if (r < 0)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot store the key of %s for %s in %s: %s", b->identity->name,
+                b->origin, ks->dir, strerror(-r));
+  return 0;
+}
+
+int keystore_binding_remove(struct keystore *ks, const char *identity, const char *origin, char *err,
+                            size_t errlen) {
+  char name[64];
+  int bdir = -1;
+  int r = identity_dirs(ks, identity, false, NULL, &bdir);
+  if (r == 0) {
+    binding_file_name(origin, name);
+    r = file_wipe(bdir, name);
+    close(bdir);
+  }
+  if (r < 0 && r != -ENOENT)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot remove %s for %s: %s", identity, origin, strerror(-r));
+  return 0;
+}
+
+/* ---- loading ---- */
+
+/* Reads a whole private file into guarded memory. */
+static int record_read(int dirfd, const char *name, const char *path, unsigned char **ret_data, size_t *ret_len,
+                       char *err, size_t errlen) {
+  struct stat st;
+  int r;
+  int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot open %s: %s", path, strerror(errno));
+  if (fstat(fd, &st) < 0) {
+    r = errmsg(err, errlen, MCPSIG_ESTORE, "cannot stat %s: %s", path, strerror(errno));
+    close(fd);
+    return r;
+  }
+  if ((r = check_private(&st, path, false, err, errlen)) < 0) {
+    close(fd);
+    return r;
+  }
+  if (st.st_size <= 0 || (size_t)st.st_size > RECORD_MAX) {
+    close(fd);
+    return errmsg(err, errlen, MCPSIG_ESTORE, "%s has an impossible size (%lld bytes)", path, (long long)st.st_size);
+  }
+  size_t len = (size_t)st.st_size;
+  unsigned char *data = sodium_malloc(len);
+  if (!data) {
+    close(fd);
+    return -ENOMEM;
+  }
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = read(fd, data + got, len - got);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      sodium_free(data);
+      close(fd);
+      return errmsg(err, errlen, MCPSIG_ESTORE, "cannot read %s: %s", path, n < 0 ? strerror(errno) : "short read");
+    }
+    got += (size_t)n;
+  }
+  close(fd);
+  *ret_data = data;
+  *ret_len = len;
+  return 0;
+}
+
+static int record_decode(const unsigned char *data, size_t len, const struct proto_schema *schema, void *out,
+                         msgpack_zone *zone, msgpack_unpacked *up, const char *path, char *err, size_t errlen) {
+  char why[160];
+  size_t off = 0;
+
+  if (proto_frame_scan(data, len, RECORD_MAX, MCPSIG_MAX_DEPTH) != (ssize_t)len ||
+      msgpack_unpack_next(up, (const char *)data, len, &off) != MSGPACK_UNPACK_SUCCESS)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "%s is damaged (not one msgpack record); move it aside to start", path);
+  if (proto_decode(schema, &up->data, zone, out, 0, why, sizeof(why)) < 0)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "%s is damaged (%s); move it aside to start", path, why);
+  return 0;
+}
+
+static char *xstrdup(const char *s) {
+  return s ? strdup(s) : NULL;
+}
+
+static void binding_dispose(struct keypool *pool, struct binding *b) {
+  if (!b)
+    return;
+  key_destroy(pool, &b->active);
+  if (b->has_pending)
+    key_destroy(pool, &b->pending);
+  for (size_t i = 0; i < b->n_retired; i++)
+    free(b->retired[i]);
+  free(b->retired);
+  free(b->origin);
+  free(b);
+}
+
+static int binding_load(struct keystore *ks, struct keypool *pool, int bdir, struct identity *id, const char *fname,
+                        const struct keystore_loader *loader, char *err, size_t errlen) {
+  char path[PATH_MAX];
+  unsigned char *data = NULL;
+  size_t len = 0;
+  struct binding_record rec;
+  struct binding *b = NULL;
+  msgpack_zone zone;
+  msgpack_unpacked up;
+  char expect[64];
+  key_alg alg;
+  int r;
+
+  snprintf(path, sizeof(path), "%s/identities/%s/bindings/%s", ks->dir, id->name, fname);
+  if ((r = record_read(bdir, fname, path, &data, &len, err, errlen)) < 0)
+    return r;
+  msgpack_zone_init(&zone, 1024);
+  msgpack_unpacked_init(&up);
+  if ((r = record_decode(data, len, &binding_record_schema, &rec, &zone, &up, path, err, errlen)) < 0)
+    goto out;
+  binding_file_name(rec.origin, expect);
+  if (rec.version != KEYSTORE_VERSION || strcmp(rec.identity, id->name) != 0 || strcmp(expect, fname) != 0 ||
+      strlen(rec.tag) > KEY_KEYID_LEN || key_alg_parse(rec.alg, &alg) < 0) {
+    r = errmsg(err, errlen, MCPSIG_ESTORE, "%s does not belong here (version, identity, origin or algorithm); move it aside",
+             path);
+    goto out;
+  }
+  b = calloc(1, sizeof(*b));
+  if (!b) {
+    r = -ENOMEM;
+    goto out;
+  }
+  b->identity = id;
+  b->origin = xstrdup(rec.origin);
+  strcpy(b->tag, rec.tag);
+  b->created = rec.created;
+  if (!b->origin) {
+    r = -ENOMEM;
+    goto out;
+  }
+  if ((r = key_from_seed(pool, alg, rec.key, rec.key_len, &b->active)) < 0) {
+    r = errmsg(err, errlen, MCPSIG_ESTORE, "%s holds an invalid key; move it aside", path);
+    goto out;
+  }
+  if (rec.has_pending_key) {
+    key_alg palg;
+    if (key_alg_parse(rec.pending_alg, &palg) < 0 ||
+        (r = key_from_seed(pool, palg, rec.pending_key, rec.pending_key_len, &b->pending)) < 0) {
+      r = errmsg(err, errlen, MCPSIG_ESTORE, "%s holds an invalid pending key; move it aside", path);
+      goto out;
+    }
+    b->has_pending = true;
+  }
+  if (rec.n_retired > 0) {
+    b->retired = calloc(rec.n_retired, sizeof(char *));
+    if (!b->retired) {
+      r = -ENOMEM;
+      goto out;
+    }
+    for (size_t i = 0; i < rec.n_retired; i++, b->n_retired++)
+      if (!(b->retired[i] = strdup(rec.retired[i]))) {
+        r = -ENOMEM;
+        goto out;
+      }
+  }
+  r = loader->binding(loader->userdata, b);
+  if (r == 0)
+    b = NULL; /* owned by the agent */
+out:
+  binding_dispose(pool, b);
+  msgpack_unpacked_destroy(&up);
+  msgpack_zone_destroy(&zone);
+  sodium_free(data);
+  return r;
+}
+
+static int identity_load(struct keystore *ks, struct keypool *pool, int idsfd, const char *name,
+                         const struct keystore_loader *loader, char *err, size_t errlen) {
+  char path[PATH_MAX];
+  struct stat st;
+  struct identity_record rec;
+  unsigned char *data = NULL;
+  size_t len = 0;
+  msgpack_zone zone;
+  msgpack_unpacked up;
+  int iddir = -1, bdir = -1, r = 0;
+  key_alg alg;
+
+  snprintf(path, sizeof(path), "%s/identities/%s", ks->dir, name);
+  if (!identity_name_valid(name))
+    return errmsg(err, errlen, MCPSIG_ESTORE, "%s is not a valid identity name; move it aside", path);
+  iddir = open_dir_at(idsfd, name);
+  if (iddir < 0)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot open %s: %s", path, strerror(errno));
+  if (fstat(iddir, &st) < 0 || (r = check_private(&st, path, true, err, errlen)) < 0) {
+    close(iddir);
+    return r < 0 ? r : errmsg(err, errlen, MCPSIG_ESTORE, "cannot stat %s", path);
+  }
+  snprintf(path, sizeof(path), "%s/identities/%s/identity", ks->dir, name);
+  msgpack_zone_init(&zone, 512);
+  msgpack_unpacked_init(&up);
+  if ((r = record_read(iddir, "identity", path, &data, &len, err, errlen)) < 0)
+    goto out;
+  if ((r = record_decode(data, len, &identity_record_schema, &rec, &zone, &up, path, err, errlen)) < 0)
+    goto out;
+  if (strcmp(rec.name, name) != 0 || key_alg_parse(rec.alg, &alg) < 0) {
+    r = errmsg(err, errlen, MCPSIG_ESTORE, "%s names another identity or an unknown algorithm", path);
+    goto out;
+  }
+  struct identity *id = loader->identity(loader->userdata, name, alg, rec.created);
+  if (!id) {
+    r = -ENOMEM;
+    goto out;
+  }
+  bdir = open_dir_at(iddir, "bindings");
+  if (bdir < 0) {
+    r = errno == ENOENT ? 0 : errmsg(err, errlen, MCPSIG_ESTORE, "cannot open %s/bindings: %s", path, strerror(errno));
+    goto out;
+  }
+  DIR *d = fdopendir(dup(bdir));
+  if (!d) {
+    r = -errno;
+    goto out;
+  }
+  struct dirent *de;
+  while (r == 0 && (de = readdir(d))) {
+    size_t n = strlen(de->d_name);
+    if (de->d_name[0] == '.')
+      continue;
+    if (n > 4 && strcmp(de->d_name + n - 4, ".tmp") == 0) {
+      /* A temporary from an interrupted write: the rename never happened,
+       * so the file it would have replaced is still the truth. */
+      (void)file_wipe(bdir, de->d_name);
+      continue;
+    }
+    if (n <= strlen(BINDING_SUFFIX) || strcmp(de->d_name + n - strlen(BINDING_SUFFIX), BINDING_SUFFIX) != 0)
+      continue;
+    r = binding_load(ks, pool, bdir, id, de->d_name, loader, err, errlen);
+  }
+  closedir(d);
+out:
+  if (bdir >= 0)
+    close(bdir);
+  close(iddir);
+  msgpack_unpacked_destroy(&up);
+  msgpack_zone_destroy(&zone);
+  sodium_free(data);
+  return r;
+}
+
+int keystore_load(struct keystore *ks, struct keypool *pool, const struct keystore_loader *loader, char *err,
+                  size_t errlen) {
+  int idsfd = open_dir_at(ks->dirfd, "identities");
+  struct stat st;
+  int r = 0;
+
+  if (idsfd < 0)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot open %s/identities: %s", ks->dir, strerror(errno));
+  char path[PATH_MAX];
+  snprintf(path, sizeof(path), "%s/identities", ks->dir);
+  if (fstat(idsfd, &st) < 0 || (r = check_private(&st, path, true, err, errlen)) < 0) {
+    close(idsfd);
+    return r < 0 ? r : MCPSIG_ESTORE;
+  }
+  DIR *d = fdopendir(dup(idsfd));
+  if (!d) {
+    close(idsfd);
+    return -errno;
+  }
+  struct dirent *de;
+  while (r == 0 && (de = readdir(d)))
+    if (de->d_name[0] != '.')
+      r = identity_load(ks, pool, idsfd, de->d_name, loader, err, errlen);
+  closedir(d);
+  close(idsfd);
+  return r;
+}

@@ -1,0 +1,55 @@
+/*
+ * keystore.h: the on-disk keystore.
+ *
+ *   DIR/agent.lock                                  flock()ed by the one agent; holds its pid
+ *   DIR/identities/NAME/identity                    msgpack: {version, name, alg, created}
+ *   DIR/identities/NAME/bindings/HASH.binding       msgpack: one binding, keys included
+ *
+ * HASH is the base64url SHA-256 of the origin, so file names are bounded and
+ * need no escaping. Every file is replaced atomically: write a temporary,
+ * fsync it, rename it into place, fsync the directory.
+ */
+#ifndef MCPSIG_KEYSTORE_H
+#define MCPSIG_KEYSTORE_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "binding.h"
+#include "keypool.h"
+
+struct keystore;
+
+/*
+ * Opens (creating with mode 0700 if missing) and locks the keystore at dir.
+ * Fails with MCPSIG_ESTORE and a message in err when the directory is
+ * unsafe (not ours, or group/world accessible) or locked by another agent,
+ * naming that agent's pid.
+ */
+int keystore_open(struct keystore **ret_ks, const char *dir, char *err, size_t errlen);
+struct keystore *keystore_free(struct keystore *ks);
+const char *keystore_dir(const struct keystore *ks);
+
+int keystore_identity_write(struct keystore *ks, const struct identity *id, char *err, size_t errlen);
+int keystore_identity_remove(struct keystore *ks, const char *name, char *err, size_t errlen);
+
+/* Durably writes a binding with its keys. Returns only after the data and the directory entry are on disk. */
+int keystore_binding_write(struct keystore *ks, struct keypool *pool, const struct binding *b, char *err,
+                           size_t errlen);
+/* Overwrites the binding's file with zeros, then unlinks it. */
+int keystore_binding_remove(struct keystore *ks, const char *identity, const char *origin, char *err,
+                            size_t errlen);
+
+struct keystore_loader {
+  void *userdata;
+  /* Called for each identity; returns the in-memory identity or NULL on OOM. */
+  struct identity *(*identity)(void *userdata, const char *name, key_alg alg, int64_t created);
+  /* Called for each binding; takes ownership of b (its keys live in the pool). */
+  int (*binding)(void *userdata, struct binding *b);
+};
+
+/* Loads everything. A damaged or unsafe file stops the load with its path in err. */
+int keystore_load(struct keystore *ks, struct keypool *pool, const struct keystore_loader *loader, char *err,
+                  size_t errlen);
+
+#endif

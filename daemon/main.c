@@ -1,0 +1,295 @@
+/*
+ * main.c: mcpsig-agent's options and wiring. Everything else lives in the
+ * module named for it.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <sodium.h>
+#include <uv.h>
+
+#include "agent.h"
+#include "jwk.h"
+#include "log.h"
+#include "proto.h"
+#include "server.h"
+
+static bool arg_foreground = false;
+static bool arg_kill = false;
+static const char *arg_socket = NULL;
+static const char *arg_keystore = NULL;
+
+static void help(void) {
+  printf("Usage: mcpsig-agent [-D] [-a SOCKET] [--keystore DIR]\n"
+         "       mcpsig-agent -k\n"
+         "\n"
+         "Holds the keys of MCP clients and signs their HTTP requests (SEP-2752).\n"
+         "\n"
+         "  -D, --foreground      stay in the foreground (as systemd runs it)\n"
+         "  -a, --socket SOCKET   listen on SOCKET instead of the default path\n"
+         "      --keystore DIR    keep keys in DIR (default: $MCPSIG_KEYSTORE, else\n"
+         "                        ${XDG_DATA_HOME:-~/.local/share}/mcpsig)\n"
+         "  -k, --kill            stop the agent named by MCPSIG_AGENT_PID\n"
+         "  -h, --help            show this help\n"
+         "  -V, --version         show the version\n"
+         "\n"
+         "Without -D the agent detaches and prints shell commands that set\n"
+         "MCPSIG_AUTH_SOCK and MCPSIG_AGENT_PID, for: eval \"$(mcpsig-agent)\"\n"
+         "See mcpsig-agent(1).\n");
+}
+
+static int parse_argv(int argc, char **argv) {
+  enum { OPT_KEYSTORE = 0x100 };
+  static const struct option options[] = {
+    { "foreground", no_argument, NULL, 'D' },
+    { "socket", required_argument, NULL, 'a' },
+    { "keystore", required_argument, NULL, OPT_KEYSTORE },
+    { "kill", no_argument, NULL, 'k' },
+    { "help", no_argument, NULL, 'h' },
+    { "version", no_argument, NULL, 'V' },
+    {},
+  };
+  int c;
+
+  while ((c = getopt_long(argc, argv, "Da:khV", options, NULL)) >= 0) {
+    switch (c) {
+    case 'D': arg_foreground = true; break;
+    case 'a': arg_socket = optarg; break;
+    case OPT_KEYSTORE: arg_keystore = optarg; break;
+    case 'k': arg_kill = true; break;
+    case 'h': help(); return 0;
+    case 'V': printf("mcpsig-agent %s\n", PACKAGE_VERSION); return 0;
+    default:
+      fprintf(stderr, "Try 'mcpsig-agent --help' for more information.\n");
+      return -EINVAL;
+    }
+  }
+  if (optind < argc) {
+    fprintf(stderr, "mcpsig-agent: unexpected argument '%s'\nTry 'mcpsig-agent --help' for more information.\n",
+            argv[optind]);
+    return -EINVAL;
+  }
+  if (arg_kill && (arg_foreground || arg_socket || arg_keystore)) {
+    fprintf(stderr, "mcpsig-agent: -k takes no other options\n");
+    return -EINVAL;
+  }
+  return 1;
+}
+
+static int keystore_default(char *buf, size_t size) {
+  const char *env = getenv("MCPSIG_KEYSTORE");
+  const char *data = getenv("XDG_DATA_HOME");
+  int n;
+
+  if (env && *env)
+    n = snprintf(buf, size, "%s", env);
+  else if (data && data[0] == '/')
+    n = snprintf(buf, size, "%s/mcpsig", data);
+  else {
+    const char *home = getenv("HOME");
+    if (!home || home[0] != '/') {
+      struct passwd *pw = getpwuid(getuid());
+      home = pw ? pw->pw_dir : NULL;
+    }
+    if (!home)
+      return -ENOENT;
+    n = snprintf(buf, size, "%s/.local/share/mcpsig", home);
+  }
+  return n < 0 || (size_t)n >= size ? -ENAMETOOLONG : 0;
+}
+
+static int path_absolute(char path[PATH_MAX]) {
+  char cwd[PATH_MAX], abs[PATH_MAX];
+  if (path[0] == '/')
+    return 0;
+  if (!getcwd(cwd, sizeof(cwd)) || snprintf(abs, sizeof(abs), "%s/%s", cwd, path) >= (int)sizeof(abs))
+    return -ENAMETOOLONG;
+  memcpy(path, abs, PATH_MAX);
+  return 0;
+}
+
+/* Quotes a value for sh when it holds anything but plain path characters. */
+static void print_sh_value(const char *v) {
+  if (strspn(v, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/._-+,:@%") == strlen(v)) {
+    fputs(v, stdout);
+    return;
+  }
+  putchar('\'');
+  for (; *v; v++) {
+    if (*v == '\'')
+      fputs("'\\''", stdout);
+    else
+      putchar(*v);
+  }
+  putchar('\'');
+}
+
+static void print_env(const char *path, pid_t pid) {
+  fputs("MCPSIG_AUTH_SOCK=", stdout);
+  print_sh_value(path);
+  printf("; export MCPSIG_AUTH_SOCK;\nMCPSIG_AGENT_PID=%ld; export MCPSIG_AGENT_PID;\necho Agent pid %ld;\n", (long)pid,
+         (long)pid);
+  fflush(stdout);
+}
+
+static int agent_kill(void) {
+  const char *s = getenv("MCPSIG_AGENT_PID");
+  char *end = NULL;
+  if (!s || !*s) {
+    fprintf(stderr, "mcpsig-agent: MCPSIG_AGENT_PID is not set, cannot kill the agent\n");
+    return 1;
+  }
+  errno = 0;
+  long pid = strtol(s, &end, 10);
+  if (errno || *end || pid < 1 || pid > INT_MAX) {
+    fprintf(stderr, "mcpsig-agent: MCPSIG_AGENT_PID=\"%s\" is not a process id\n", s);
+    return 1;
+  }
+  if (kill((pid_t)pid, SIGTERM) < 0) {
+    fprintf(stderr, "mcpsig-agent: cannot kill pid %ld: %s\n", pid, strerror(errno));
+    return 1;
+  }
+  printf("unset MCPSIG_AUTH_SOCK;\nunset MCPSIG_AGENT_PID;\necho Agent pid %ld killed;\n", pid);
+  return 0;
+}
+
+/* Deny core dumps and ptrace-style reads: memory holds unencrypted private keys. */
+static void harden(void) {
+  struct rlimit rl = { 0, 0 };
+  umask(0077);
+  (void)prctl(PR_SET_DUMPABLE, 0);
+  (void)setrlimit(RLIMIT_CORE, &rl);
+  signal(SIGPIPE, SIG_IGN);
+}
+
+static int run(const char *keystore, const char *path, int ready_fd) {
+  struct agent agent;
+  struct server srv;
+  uv_loop_t loop;
+  char err[1024] = "";
+  int r;
+
+  if ((r = agent_init(&agent, keystore, err, sizeof(err))) < 0) {
+    log_msg(LOG_ERR, "%s", err[0] ? err : mcpsig_strerror(r));
+    return 1;
+  }
+  if (!keypool_locked(agent.pool))
+    log_msg(LOG_WARNING, "cannot lock key memory (RLIMIT_MEMLOCK too low): keys may be written to swap");
+  uv_loop_init(&loop);
+  if ((r = server_start(&srv, &loop, &agent, path, err, sizeof(err))) < 0) {
+    log_msg(LOG_ERR, "%s", err);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_loop_close(&loop);
+    agent_done(&agent);
+    return 1;
+  }
+  log_msg(LOG_INFO, "listening on %s, keystore %s, %zu binding(s)", path, keystore, agent.n_bindings);
+  if (ready_fd >= 0) {
+    /* The parent prints the environment and exits only once we answer. */
+    (void)!write(ready_fd, "1", 1);
+    close(ready_fd);
+    int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (devnull >= 0) {
+      dup2(devnull, STDIN_FILENO);
+      dup2(devnull, STDOUT_FILENO);
+      dup2(devnull, STDERR_FILENO);
+      close(devnull);
+    }
+  } else {
+    print_env(path, getpid());
+  }
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_run(&loop, UV_RUN_NOWAIT); /* let close callbacks finish */
+  (void)uv_loop_close(&loop);
+  agent_done(&agent);
+  log_msg(LOG_INFO, "stopped");
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  char keystore[PATH_MAX], path[PATH_MAX];
+  int r;
+
+  r = parse_argv(argc, argv);
+  if (r <= 0)
+    return r < 0 ? 1 : 0;
+  if (arg_kill)
+    return agent_kill();
+  harden();
+  if (sodium_init() < 0) {
+    log_msg(LOG_ERR, "libsodium failed to initialize");
+    return 1;
+  }
+  jwk_json_memory_install();
+  if (arg_keystore)
+    snprintf(keystore, sizeof(keystore), "%s", arg_keystore);
+  else if (keystore_default(keystore, sizeof(keystore)) < 0) {
+    log_msg(LOG_ERR, "cannot find a keystore directory: set HOME, XDG_DATA_HOME or use --keystore");
+    return 1;
+  }
+  if (arg_socket)
+    r = snprintf(path, sizeof(path), "%s", arg_socket) >= (int)sizeof(path) ? -ENAMETOOLONG : 0;
+  else
+    r = proto_socket_path_default(path, sizeof(path), getenv("XDG_RUNTIME_DIR"), getenv("TMPDIR"), getuid(), NULL);
+  if (r < 0) {
+    log_msg(LOG_ERR, "socket path too long");
+    return 1;
+  }
+  /* The detached agent runs in "/", so relative paths are resolved now. */
+  if (path_absolute(path) < 0 || path_absolute(keystore) < 0) {
+    log_msg(LOG_ERR, "cannot make the socket and keystore paths absolute");
+    return 1;
+  }
+  if (arg_foreground)
+    return run(keystore, path, -1);
+
+  /* Detach: the child sets everything up and reports readiness through a
+   * pipe, so the parent exits only when the socket already answers, and
+   * prints a startup error itself otherwise. */
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) < 0) {
+    log_msg(LOG_ERR, "pipe: %s", strerror(errno));
+    return 1;
+  }
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid < 0) {
+    log_msg(LOG_ERR, "fork: %s", strerror(errno));
+    return 1;
+  }
+  if (pid == 0) {
+    close(pfd[0]);
+    setsid();
+    if (chdir("/") < 0) {
+      /* not fatal: nothing depends on the working directory */
+    }
+    _exit(run(keystore, path, pfd[1]));
+  }
+  close(pfd[1]);
+  char c;
+  ssize_t n;
+  do
+    n = read(pfd[0], &c, 1);
+  while (n < 0 && errno == EINTR);
+  close(pfd[0]);
+  if (n != 1) {
+    int status = 0;
+    waitpid(pid, &status, 0);
+    return 1;
+  }
+  print_env(path, pid);
+  return 0;
+}

@@ -1,0 +1,397 @@
+/*
+ * server.c: serves many connections on one Unix socket with libuv.
+ *
+ * Each connection's peer uid is checked with SO_PEERCRED before a byte is
+ * read (invariant 5). Bytes are framed with proto_frame_scan(), so size and
+ * depth limits hold before msgpack-c allocates, and each complete message goes
+ * to the socket-free dispatcher. A peer that cannot be framed is answered with
+ * an error and closed; the others never notice (invariant 6).
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <sodium.h>
+
+#include "dispatch.h"
+#include "errmsg.h"
+#include "log.h"
+#include "proto.h"
+#include "server.h"
+
+#define READ_CHUNK (64u * 1024u)
+
+struct conn {
+  uv_pipe_t pipe;
+  struct server *srv;
+  struct dispatch_peer peer;
+  char exe[PATH_MAX];
+  unsigned char *rx;
+  size_t rx_len, rx_cap;
+  bool reading;
+  bool closing;
+  struct conn *prev, *next;
+};
+
+struct write_req {
+  uv_write_t req;
+  msgpack_sbuffer sb;
+  struct conn *conn;
+  bool close_after;
+};
+
+/* ---- socket path ---- */
+
+int server_socket_prepare(const char *path, char *err, size_t errlen) {
+  char dir[PATH_MAX];
+  struct stat st;
+
+  if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+    return errmsg(err, errlen, -ENAMETOOLONG, "socket path %s is too long for a Unix socket", path);
+  if (path[0] != '/')
+    return errmsg(err, errlen, -EINVAL, "socket path %s must be absolute", path);
+  snprintf(dir, sizeof(dir), "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash == dir)
+    slash[1] = '\0';
+  else
+    *slash = '\0';
+  if (lstat(dir, &st) < 0) {
+    if (errno != ENOENT)
+      return errmsg(err, errlen, -errno, "cannot stat %s: %s", dir, strerror(errno));
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+      return errmsg(err, errlen, -errno, "cannot create %s: %s", dir, strerror(errno));
+    if (lstat(dir, &st) < 0)
+      return errmsg(err, errlen, -errno, "cannot stat %s: %s", dir, strerror(errno));
+  }
+  if (!S_ISDIR(st.st_mode))
+    return errmsg(err, errlen, -ENOTDIR, "%s is not a directory", dir);
+  /* Someone else's directory, or one others may write without the sticky
+   * bit, would let them swap our socket for theirs. */
+  if (st.st_uid != geteuid() && st.st_uid != 0)
+    return errmsg(err, errlen, -EPERM, "%s belongs to uid %lu, not to this user; refusing to put the socket there", dir,
+                (unsigned long)st.st_uid);
+  if ((st.st_mode & 022) && !(st.st_mode & S_ISVTX))
+    return errmsg(err, errlen, -EPERM, "%s is writable by others; fix it with: chmod 700 %s", dir, dir);
+
+  if (lstat(path, &st) == 0) {
+    if (!S_ISSOCK(st.st_mode))
+      return errmsg(err, errlen, -EEXIST, "%s exists and is not a socket; refusing to replace it", path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
+      close(fd);
+      return errmsg(err, errlen, -EADDRINUSE, "another agent is listening on %s", path);
+    }
+    int e = errno;
+    if (fd >= 0)
+      close(fd);
+    if (e != ECONNREFUSED && e != ENOENT)
+      return errmsg(err, errlen, -e, "cannot check %s: %s", path, strerror(e));
+    if (unlink(path) < 0 && errno != ENOENT)
+      return errmsg(err, errlen, -errno, "cannot remove the stale socket %s: %s", path, strerror(errno));
+    log_msg(LOG_INFO, "replaced the stale socket %s", path);
+  }
+  return 0;
+}
+
+/* ---- connections ---- */
+
+static void conn_closed(uv_handle_t *h) {
+  struct conn *c = h->data;
+  struct server *srv = c->srv;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    srv->conns = c->next;
+  if (c->next)
+    c->next->prev = c->prev;
+  srv->n_conns--;
+  if (c->rx) {
+    sodium_memzero(c->rx, c->rx_cap); /* request bodies are the user's data */
+    free(c->rx);
+  }
+  free(c);
+}
+
+static void conn_close(struct conn *c) {
+  if (c->closing)
+    return;
+  c->closing = true;
+  uv_close((uv_handle_t *)&c->pipe, conn_closed);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
+  struct conn *c = h->data;
+  (void)suggested;
+  if (c->rx_cap - c->rx_len < READ_CHUNK) {
+    size_t cap = c->rx_cap ? c->rx_cap : READ_CHUNK;
+    while (cap - c->rx_len < READ_CHUNK)
+      cap *= 2;
+    if (cap > MCPSIG_MAX_MSG_LEN + 2 * READ_CHUNK) {
+      b->base = NULL;
+      b->len = 0;
+      return;
+    }
+    unsigned char *rx = malloc(cap);
+    if (!rx) {
+      b->base = NULL;
+      b->len = 0;
+      return;
+    }
+    if (c->rx) {
+      memcpy(rx, c->rx, c->rx_len);
+      sodium_memzero(c->rx, c->rx_cap);
+      free(c->rx);
+    }
+    c->rx = rx;
+    c->rx_cap = cap;
+  }
+  b->base = (char *)c->rx + c->rx_len;
+  b->len = c->rx_cap - c->rx_len;
+}
+
+static void on_written(uv_write_t *req, int status) {
+  struct write_req *w = (struct write_req *)req;
+  struct conn *c = w->conn;
+  msgpack_sbuffer_destroy(&w->sb);
+  bool close_after = w->close_after;
+  free(w);
+  if (c->closing)
+    return;
+  if (status < 0 || close_after) {
+    conn_close(c);
+    return;
+  }
+  if (!c->reading && uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) < SERVER_MAX_PENDING_OUT / 2) {
+    if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0)
+      c->reading = true;
+  }
+}
+
+static void conn_send(struct conn *c, struct write_req *w, bool close_after) {
+  uv_buf_t b = uv_buf_init(w->sb.data, (unsigned)w->sb.size);
+  w->conn = c;
+  w->close_after = close_after;
+  if (w->sb.size == 0 || uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, on_written) < 0) {
+    msgpack_sbuffer_destroy(&w->sb);
+    free(w);
+    if (close_after)
+      conn_close(c);
+    return;
+  }
+  /* A peer that never reads cannot make us buffer without bound. */
+  if (c->reading && uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > SERVER_MAX_PENDING_OUT) {
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    c->reading = false;
+  }
+}
+
+static struct write_req *write_req_new(void) {
+  struct write_req *w = calloc(1, sizeof(*w));
+  if (w)
+    msgpack_sbuffer_init(&w->sb);
+  return w;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
+  struct conn *c = s->data;
+  (void)b;
+
+  if (nread == UV_ENOBUFS) {
+    /* The buffer cap was reached without a complete message. */
+    struct write_req *w = write_req_new();
+    if (w) {
+      msgpack_packer pk;
+      msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
+      proto_error_encode(&pk, NULL, MCPSIG_ETOOBIG, NULL);
+      conn_send(c, w, true);
+    } else {
+      conn_close(c);
+    }
+    return;
+  }
+  if (nread < 0) {
+    conn_close(c);
+    return;
+  }
+  c->rx_len += (size_t)nread;
+
+  struct write_req *w = write_req_new();
+  if (!w) {
+    conn_close(c);
+    return;
+  }
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
+  ssize_t used = dispatch_bytes(c->srv->agent, &c->peer, c->rx, c->rx_len, &pk);
+  if (used < 0) {
+    log_info(&c->peer, "closing connection %lu: %s", c->peer.id, mcpsig_strerror((int)used));
+    sodium_memzero(c->rx, c->rx_len);
+    c->rx_len = 0;
+    if (c->reading) {
+      uv_read_stop(s);
+      c->reading = false;
+    }
+    conn_send(c, w, true);
+    return;
+  }
+  if (used > 0) {
+    memmove(c->rx, c->rx + used, c->rx_len - (size_t)used);
+    sodium_memzero(c->rx + c->rx_len - (size_t)used, (size_t)used);
+    c->rx_len -= (size_t)used;
+  }
+  conn_send(c, w, false);
+}
+
+static void peer_identify(struct conn *c, int fd) {
+  char link[64];
+  c->peer.exe = NULL;
+  snprintf(link, sizeof(link), "/proc/%ld/exe", (long)c->peer.pid);
+  ssize_t n = readlink(link, c->exe, sizeof(c->exe) - 1);
+  if (n > 0) {
+    c->exe[n] = '\0';
+    c->peer.exe = c->exe;
+  }
+  (void)fd;
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  struct server *srv = listener->data;
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  uv_os_fd_t fd;
+
+  if (status < 0) {
+    log_msg(LOG_WARNING, "accept failed: %s", uv_strerror(status));
+    return;
+  }
+  struct conn *c = calloc(1, sizeof(*c));
+  if (!c || uv_pipe_init(srv->loop, &c->pipe, 0) < 0) {
+    free(c);
+    return;
+  }
+  c->srv = srv;
+  c->pipe.data = c;
+  c->next = srv->conns;
+  if (srv->conns)
+    srv->conns->prev = c;
+  srv->conns = c;
+  srv->n_conns++;
+  c->peer.id = ++srv->next_id;
+  if (uv_accept(listener, (uv_stream_t *)&c->pipe) < 0 || uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0) {
+    conn_close(c);
+    return;
+  }
+  /* Invariant 5: only the owner's processes are served, and the check
+   * comes before any byte of theirs is read. */
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.uid != geteuid()) {
+    log_msg(LOG_WARNING, "refused a connection from uid %ld pid %ld: not this agent's user (uid %ld)",
+            (long)cred.uid, (long)cred.pid, (long)geteuid());
+    conn_close(c);
+    return;
+  }
+  c->peer.pid = cred.pid;
+  c->peer.uid = cred.uid;
+  peer_identify(c, fd);
+  if (srv->n_conns > MCPSIG_MAX_CONNECTIONS) {
+    struct write_req *w = write_req_new();
+    log_msg(LOG_WARNING, "refused a connection from pid %ld: %zu connections already open", (long)cred.pid,
+            srv->n_conns - 1);
+    if (!w) {
+      conn_close(c);
+      return;
+    }
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
+    proto_error_encode(&pk, NULL, MCPSIG_EBUSY, NULL);
+    conn_send(c, w, true);
+    return;
+  }
+  if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0) {
+    conn_close(c);
+    return;
+  }
+  c->reading = true;
+}
+
+/* ---- lifecycle ---- */
+
+static void on_signal(uv_signal_t *h, int signum) {
+  struct server *srv = h->data;
+  if (signum == SIGHUP) {
+    log_msg(LOG_INFO, "SIGHUP ignored");
+    return;
+  }
+  log_msg(LOG_INFO, "received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  server_stop(srv);
+}
+
+int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const char *path, char *err,
+                 size_t errlen) {
+  int r;
+
+  memset(srv, 0, sizeof(*srv));
+  srv->loop = loop;
+  srv->agent = agent;
+  if ((r = server_socket_prepare(path, err, errlen)) < 0)
+    return r;
+  if (!(srv->path = strdup(path)))
+    return -ENOMEM;
+  uv_pipe_init(loop, &srv->listener, 0);
+  srv->listener.data = srv;
+  /* The socket is created 0600 from the start: no window in which another
+   * user could connect. */
+  mode_t old = umask(0177);
+  r = uv_pipe_bind(&srv->listener, path);
+  umask(old);
+  if (r < 0) {
+    uv_close((uv_handle_t *)&srv->listener, NULL);
+    return errmsg(err, errlen, r, "cannot bind %s: %s", path, uv_strerror(r));
+  }
+  srv->owns_path = true;
+  (void)chmod(path, 0600);
+  if ((r = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection)) < 0) {
+    server_stop(srv);
+    return errmsg(err, errlen, r, "cannot listen on %s: %s", path, uv_strerror(r));
+  }
+  srv->listening = true;
+  uv_signal_init(loop, &srv->sig_term);
+  uv_signal_init(loop, &srv->sig_int);
+  uv_signal_init(loop, &srv->sig_hup);
+  srv->sig_term.data = srv->sig_int.data = srv->sig_hup.data = srv;
+  uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
+  uv_signal_start(&srv->sig_int, on_signal, SIGINT);
+  uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);
+  return 0;
+}
+
+void server_stop(struct server *srv) {
+  if (srv->stopping)
+    return;
+  srv->stopping = true;
+  if (!uv_is_closing((uv_handle_t *)&srv->listener))
+    uv_close((uv_handle_t *)&srv->listener, NULL);
+  for (struct conn *c = srv->conns; c; c = c->next)
+    conn_close(c);
+  if (srv->listening) {
+    uv_close((uv_handle_t *)&srv->sig_term, NULL);
+    uv_close((uv_handle_t *)&srv->sig_int, NULL);
+    uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+  }
+  if (srv->owns_path && srv->path)
+    (void)unlink(srv->path);
+  free(srv->path);
+  srv->path = NULL;
+}

@@ -1,0 +1,148 @@
+/*
+ * messages.c: the schema of every message in proto/PROTOCOL.md. The wire
+ * names are the C member names.
+ */
+#include "config.h"
+
+#include <stddef.h>
+
+#include "proto.h"
+
+#define NO PROTO_NO_OFFSET
+#define F_STR(S, m, fl, mx) { #m, PT_STR, offsetof(S, m), NO, NO, (fl), (mx), NULL }
+#define F_INT(S, m, fl) { #m, PT_INT, offsetof(S, m), NO, NO, (fl), 0, NULL }
+#define F_BOOL(S, m, fl) { #m, PT_BOOL, offsetof(S, m), NO, NO, (fl), 0, NULL }
+#define F_BIN(S, m, fl, mx) { #m, PT_BIN, offsetof(S, m), offsetof(S, m##_len), offsetof(S, has_##m), (fl), (mx), NULL }
+#define F_STRV(S, m, fl, mx) { #m, PT_STRV, offsetof(S, m), offsetof(S, n_##m), NO, (fl), (mx), NULL }
+#define F_PAIRS(S, m, fl, mx) { #m, PT_PAIRS, offsetof(S, m), offsetof(S, n_##m), NO, (fl), (mx), NULL }
+#define F_STRUCTV(S, m, fl, sub) { #m, PT_STRUCTV, offsetof(S, m), offsetof(S, n_##m), NO, (fl), 0, &(sub) }
+#define SCHEMA(var, S, arr) \
+  const struct proto_schema var = { #S, arr, sizeof(arr) / sizeof(arr[0]), sizeof(S) }
+
+#define ID_MAX MCPSIG_MAX_IDENTITY_LEN
+
+const struct proto_schema proto_empty_schema = { "params", NULL, 0, 1 };
+
+#define S struct proto_hello_result
+static const struct proto_field hello_result_fields[] = {
+  F_INT(S, protocol, PF_REQUIRED),
+  F_STR(S, agent_version, PF_REQUIRED, 0),
+  F_STRV(S, algorithms, PF_REQUIRED, 0),
+  F_INT(S, pid, 0),
+};
+SCHEMA(proto_hello_result_schema, S, hello_result_fields);
+#undef S
+
+#define S struct proto_identity_params
+static const struct proto_field identity_params_fields[] = {
+  F_STR(S, identity, 0, ID_MAX),
+  F_STR(S, origin, 0, 0),
+  F_STR(S, alg, 0, 32),
+  F_BOOL(S, all, 0),
+};
+SCHEMA(proto_identity_params_schema, S, identity_params_fields);
+#undef S
+
+#define S struct proto_public_result
+static const struct proto_field public_result_fields[] = {
+  F_STR(S, identity, PF_REQUIRED, 0),
+  F_STR(S, origin, PF_REQUIRED, 0),
+  F_STR(S, tag, PF_REQUIRED, 0),
+  F_STR(S, keyid, PF_REQUIRED, 0),
+  F_STR(S, alg, PF_REQUIRED, 0),
+  F_STR(S, jwk, PF_REQUIRED, 0),
+  F_STR(S, signature_agent, PF_REQUIRED, 0),
+  F_BOOL(S, created, 0),
+};
+SCHEMA(proto_public_result_schema, S, public_result_fields);
+#undef S
+
+#define S struct proto_binding
+static const struct proto_field binding_fields[] = {
+  F_STR(S, identity, PF_REQUIRED, 0),
+  F_STR(S, origin, PF_REQUIRED, 0),
+  F_STR(S, tag, PF_REQUIRED, 0),
+  F_STR(S, keyid, PF_REQUIRED, 0),
+  F_STR(S, alg, PF_REQUIRED, 0),
+  F_STR(S, state, PF_REQUIRED, 0),
+  F_STR(S, pending_keyid, PF_NULLABLE, 0),
+  F_STRV(S, retired, PF_REQUIRED, 4096),
+};
+SCHEMA(proto_binding_schema, S, binding_fields);
+#undef S
+
+#define S struct proto_identity_entry
+static const struct proto_field identity_entry_fields[] = {
+  F_STR(S, name, PF_REQUIRED, 0),
+  F_STR(S, alg, PF_REQUIRED, 0),
+};
+SCHEMA(proto_identity_entry_schema, S, identity_entry_fields);
+#undef S
+
+#define S struct proto_list_result
+static const struct proto_field list_result_fields[] = {
+  { "identities", PT_STRUCTV, offsetof(S, identities), offsetof(S, n_identities), NO, PF_REQUIRED, 100000,
+    &proto_identity_entry_schema },
+  { "bindings", PT_STRUCTV, offsetof(S, bindings), offsetof(S, n_bindings), NO, PF_REQUIRED, 1000000,
+    &proto_binding_schema },
+};
+SCHEMA(proto_list_result_schema, S, list_result_fields);
+#undef S
+
+#define S struct proto_import_params
+static const struct proto_field import_params_fields[] = {
+  F_STR(S, identity, 0, ID_MAX),
+  F_STR(S, origin, PF_REQUIRED, 0),
+  F_BIN(S, jwk, PF_SECRET, 16384),
+  F_BIN(S, seed, PF_SECRET, 64),
+};
+SCHEMA(proto_import_params_schema, S, import_params_fields);
+#undef S
+
+#define S struct proto_sign_params
+static const struct proto_field sign_params_fields[] = {
+  F_STR(S, identity, 0, ID_MAX),
+  F_STR(S, origin, 0, 0),
+  F_STR(S, method, PF_REQUIRED, 64),
+  F_STR(S, uri, PF_REQUIRED, 0),
+  F_PAIRS(S, headers, 0, MCPSIG_MAX_HEADERS),
+  F_BIN(S, body, 0, MCPSIG_MAX_BODY_LEN),
+  F_STR(S, content_digest, 0, 256),
+  F_STR(S, accept_signature, 0, 0),
+  F_STR(S, label, 0, 64),
+  F_STRV(S, components, 0, 32),
+  F_STR(S, key, 0, 16),
+};
+SCHEMA(proto_sign_params_schema, S, sign_params_fields);
+#undef S
+
+#define S struct proto_sign_headers
+static const struct proto_field sign_headers_fields[] = {
+  { "Content-Digest", PT_STR, offsetof(S, content_digest), NO, NO, PF_REQUIRED, 0, NULL },
+  { "Signature-Input", PT_STR, offsetof(S, signature_input), NO, NO, PF_REQUIRED, 0, NULL },
+  { "Signature", PT_STR, offsetof(S, signature), NO, NO, PF_REQUIRED, 0, NULL },
+  { "Signature-Agent", PT_STR, offsetof(S, signature_agent), NO, NO, PF_REQUIRED, 0, NULL },
+};
+SCHEMA(proto_sign_headers_schema, S, sign_headers_fields);
+#undef S
+
+#define S struct proto_sign_result
+static const struct proto_field sign_result_fields[] = {
+  { "headers", PT_STRUCT, offsetof(S, headers), NO, offsetof(S, has_headers), PF_REQUIRED, 0,
+    &proto_sign_headers_schema },
+  F_STR(S, keyid, PF_REQUIRED, 0),
+  F_STR(S, tag, PF_REQUIRED, 0),
+  F_STR(S, label, PF_REQUIRED, 0),
+  F_STR(S, alg, PF_REQUIRED, 0),
+  F_INT(S, created, PF_REQUIRED),
+};
+SCHEMA(proto_sign_result_schema, S, sign_result_fields);
+#undef S
+
+#define S struct proto_error
+static const struct proto_field error_fields[] = {
+  F_INT(S, code, PF_REQUIRED),
+  F_STR(S, message, PF_REQUIRED, 0),
+};
+SCHEMA(proto_error_schema, S, error_fields);
+#undef S

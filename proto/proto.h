@@ -1,0 +1,274 @@
+/*
+ * proto.h: the wire protocol shared by mcpsig-agent and libmcpsig.
+ *
+ * msgpack-RPC over a Unix stream socket:
+ *   request       [0, msgid, method, [params]]
+ *   response      [1, msgid, error, result]
+ *   notification  [2, method, [params]]
+ * params is one map. Every message is described by a schema (proto_schema)
+ * so the agent and the library encode and decode it with one codec. The
+ * normative description is proto/PROTOCOL.md.
+ */
+#ifndef MCPSIG_PROTO_H
+#define MCPSIG_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <msgpack.h>
+
+#include "mcpsig.h"
+
+/* ---- limits: every size a peer controls is checked before allocating ---- */
+
+/* Largest body the agent digests itself; larger ones are digested by the host. */
+#define MCPSIG_MAX_BODY_LEN (1024u * 1024u)
+/* Largest message: a maximal body plus headers and envelope. */
+#define MCPSIG_MAX_MSG_LEN (MCPSIG_MAX_BODY_LEN + 256u * 1024u)
+/* Deepest nesting of arrays and maps in one message. */
+#define MCPSIG_MAX_DEPTH 8
+/* Longest string (URI, header value, JSON key text). */
+#define MCPSIG_MAX_STR_LEN 8192u
+/* Most header fields in one sign request, and most items in other arrays. */
+#define MCPSIG_MAX_HEADERS 128u
+#define MCPSIG_MAX_ARRAY 128u
+/* Longest identity name. */
+#define MCPSIG_MAX_IDENTITY_LEN 64u
+/* Longest origin (scheme://host:port). */
+#define MCPSIG_MAX_ORIGIN_LEN 300u
+/* Most connections the agent serves at once; more are refused with EBUSY. */
+#define MCPSIG_MAX_CONNECTIONS 256u
+
+enum {
+  PROTO_REQUEST = 0,
+  PROTO_RESPONSE = 1,
+  PROTO_NOTIFICATION = 2,
+};
+
+/* ---- framing ----------------------------------------------------------- */
+
+/*
+ * Finds the length of the first complete msgpack object in buf without
+ * allocating anything. msgpack-c's unpacker reserves storage for an array or
+ * map as soon as it reads the declared element count, so a five-byte header
+ * could make it allocate gigabytes; this scan checks the size and depth
+ * limits, and that every declared count is backed by bytes actually received,
+ * before msgpack-c sees the message.
+ *
+ * Returns the object's length (> 0) when complete, 0 when more bytes are
+ * needed, MCPSIG_ETOOBIG when the object is or would be larger than max_len,
+ * MCPSIG_EDEPTH when it nests deeper than max_depth, MCPSIG_EPROTO on a byte
+ * that is not msgpack.
+ */
+ssize_t proto_frame_scan(const unsigned char *buf, size_t len, size_t max_len, unsigned max_depth);
+
+/* ---- schema-driven codec ------------------------------------------------ */
+
+typedef enum {
+  PT_STR,      /* const char *, NUL-terminated; omitted (or nil) when NULL */
+  PT_BIN,      /* const unsigned char * + size_t length at off_n; present when has */
+  PT_BOOL,     /* bool */
+  PT_INT,      /* int64_t */
+  PT_STRV,     /* const char ** + size_t count at off_n */
+  PT_PAIRS,    /* struct proto_pair * + count: [[name, value], ...] */
+  PT_STRUCTV,  /* array of maps of schema sub: void * + count */
+  PT_STRUCT,   /* one nested map of schema sub, stored inline at off; present when has */
+} proto_type;
+
+enum {
+  PF_REQUIRED = 1u << 0, /* decoding fails without it */
+  PF_NULLABLE = 1u << 1, /* encoded as nil when absent, and nil decodes as absent */
+  PF_SECRET   = 1u << 2, /* key material: never copied into unwiped memory */
+};
+
+#define PROTO_NO_OFFSET ((size_t)-1)
+
+struct proto_schema;
+
+struct proto_field {
+  const char *name;
+  proto_type type;
+  size_t off;            /* offset of the value in the struct */
+  size_t off_n;          /* offset of the size_t length/count, or PROTO_NO_OFFSET */
+  size_t off_has;        /* offset of a bool "present" flag, or PROTO_NO_OFFSET */
+  unsigned flags;
+  size_t max;            /* maximum string length or item count; 0 = default */
+  const struct proto_schema *sub;
+};
+
+struct proto_schema {
+  const char *name;
+  const struct proto_field *fields;
+  size_t n_fields;
+  size_t size;           /* sizeof the C struct */
+};
+
+struct proto_pair {
+  const char *name;
+  const char *value;
+};
+
+enum {
+  PROTO_DECODE_STRICT = 1u << 0, /* an unknown key is an error (the agent's side) */
+};
+
+/*
+ * Decodes the map obj into the struct out (zeroed first) following schema.
+ * Strings are copied, NUL-terminated, into zone z; binary values point into
+ * the message buffer, which must outlive out. On failure writes a one-line
+ * reason naming the field into err and returns MCPSIG_EPARAM.
+ */
+int proto_decode(const struct proto_schema *schema, const msgpack_object *obj, msgpack_zone *z,
+                 void *out, unsigned flags, char *err, size_t errlen);
+
+/* Encodes the struct in as a map following schema. */
+int proto_encode(msgpack_packer *pk, const struct proto_schema *schema, const void *in);
+
+/* Packs a NUL-terminated string, or nil for NULL. */
+int proto_pack_str(msgpack_packer *pk, const char *s);
+
+/* ---- envelopes ---------------------------------------------------------- */
+
+int proto_request_encode(msgpack_packer *pk, uint32_t msgid, const char *method,
+                         const struct proto_schema *schema, const void *params);
+/* An error reply; msg may be NULL (then mcpsig_strerror(code) is sent). */
+int proto_error_encode(msgpack_packer *pk, const msgpack_object *msgid, int code, const char *msg);
+/* A success reply's header; the caller packs the result object next. */
+int proto_response_begin(msgpack_packer *pk, const msgpack_object *msgid);
+
+/* ---- messages ------------------------------------------------------------ */
+
+#define PROTO_DEFAULT_IDENTITY "default"
+
+/* hello: no params. */
+struct proto_hello_result {
+  int64_t protocol;
+  const char *agent_version;
+  const char **algorithms;
+  size_t n_algorithms;
+  int64_t pid;
+};
+
+/* identity.public / identity.remove / identity.add params. */
+struct proto_identity_params {
+  const char *identity;
+  const char *origin;
+  const char *alg;
+  bool all;
+};
+
+struct proto_public_result {
+  const char *identity;
+  const char *origin;
+  const char *tag;
+  const char *keyid;
+  const char *alg;
+  const char *jwk;
+  const char *signature_agent;
+  bool created;
+};
+
+struct proto_binding {
+  const char *identity;
+  const char *origin;
+  const char *tag;
+  const char *keyid;
+  const char *alg;
+  const char *state;
+  const char *pending_keyid;
+  const char **retired;
+  size_t n_retired;
+};
+
+struct proto_identity_entry {
+  const char *name;
+  const char *alg;
+};
+
+struct proto_list_result {
+  struct proto_identity_entry *identities;
+  size_t n_identities;
+  struct proto_binding *bindings;
+  size_t n_bindings;
+};
+
+struct proto_import_params {
+  const char *identity;
+  const char *origin;
+  const unsigned char *jwk;     /* JSON text, as bin so it is never NUL-copied */
+  size_t jwk_len;
+  bool has_jwk;
+  const unsigned char *seed;
+  size_t seed_len;
+  bool has_seed;
+};
+
+struct proto_sign_params {
+  const char *identity;
+  const char *origin;
+  const char *method;
+  const char *uri;
+  struct proto_pair *headers;
+  size_t n_headers;
+  const unsigned char *body;
+  size_t body_len;
+  bool has_body;
+  const char *content_digest;
+  const char *accept_signature;
+  const char *label;
+  const char **components;
+  size_t n_components;
+  const char *key;
+};
+
+struct proto_sign_headers {
+  const char *content_digest;
+  const char *signature_input;
+  const char *signature;
+  const char *signature_agent;
+};
+
+struct proto_sign_result {
+  struct proto_sign_headers headers;
+  bool has_headers;
+  const char *keyid;
+  const char *tag;
+  const char *label;
+  const char *alg;
+  int64_t created;
+};
+
+struct proto_error {
+  int64_t code;
+  const char *message;
+};
+
+extern const struct proto_schema proto_empty_schema;
+extern const struct proto_schema proto_hello_result_schema;
+extern const struct proto_schema proto_identity_params_schema;
+extern const struct proto_schema proto_public_result_schema;
+extern const struct proto_schema proto_binding_schema;
+extern const struct proto_schema proto_list_result_schema;
+extern const struct proto_schema proto_import_params_schema;
+extern const struct proto_schema proto_sign_params_schema;
+extern const struct proto_schema proto_sign_result_schema;
+extern const struct proto_schema proto_error_schema;
+
+/* ---- shared helpers ------------------------------------------------------ */
+
+/*
+ * The RFC 9530 Content-Digest value "sha-256=:<base64>:" of body, computed
+ * with OpenSSL libcrypto when available (it uses the CPU's SHA extensions),
+ * else libsodium.
+ */
+int proto_content_digest(const void *body, size_t len, char *buf, size_t size);
+void proto_sha256(const void *data, size_t len, unsigned char out[32]);
+
+/*
+ * The default socket path rule (see mcpsig_socket_path). run_user_root is
+ * "/run/user" except in tests.
+ */
+int proto_socket_path_default(char *buf, size_t size, const char *xdg_runtime_dir,
+                              const char *tmpdir, uid_t uid, const char *run_user_root);
+
+#endif /* MCPSIG_PROTO_H */

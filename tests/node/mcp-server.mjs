@@ -1,0 +1,319 @@
+// A small MCP server that demands SEP-2752 signatures, for end-to-end tests.
+//
+// It is built from the official MCP SDK (Streamable HTTP, stateful sessions)
+// on plain node:http. Every /mcp request is read in full, checked with the
+// independent verifier in lib/verify.mjs, and only then handed to the SDK
+// together with the already-read body, so the bytes that were verified are the
+// bytes that are processed. A failed check gets 401 with an Accept-Signature
+// field, as SEP-2752 §3.3 describes.
+//
+// Usage: node mcp-server.mjs [PORT] [--lifetime SECONDS] [--json-response]
+// Prints "PORT <n>" on stdout once listening on 127.0.0.1. GET /__stats
+// returns the verification counters and a log of every /mcp request; it is
+// unauthenticated and exists only for tests.
+
+import http from 'node:http';
+import crypto from 'node:crypto';
+import { serializeDictionary } from 'structured-headers';
+import { calculateJwkThumbprint } from 'jose';
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { CallToolRequestSchema, ListToolsRequestSchema, isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
+import { verifyRequest } from './lib/verify.mjs';
+
+const args = process.argv.slice(2);
+let port = 0;
+let lifetimeSeconds = 300;
+let jsonResponse = false;
+for (let i = 0; i < args.length; i += 1) {
+  if (args[i] === '--lifetime') lifetimeSeconds = Number(args[++i]);
+  else if (args[i] === '--json-response') jsonResponse = true;
+  else if (/^\d+$/.test(args[i])) port = Number(args[i]);
+  else {
+    console.error(`mcp-server: unknown argument ${args[i]}`);
+    process.exit(2);
+  }
+}
+
+// Limits keep a misbehaving test from wedging the server.
+const MAX_BODY_BYTES = 4 * 1024 * 1024;
+const BODY_TIMEOUT_MS = 10_000;
+// SEP-2752 §2.3: remember (tag, nonce) for the 300 s window plus 60 s of
+// future skew, with margin: 660 s.
+const REPLAY_WINDOW_SECONDS = 660;
+
+const stats = {
+  verified: 0,
+  rejected: 0,
+  unsigned: 0,
+  invalid: 0,
+  replayed: 0,
+  unbound: 0,
+  requests: [],
+};
+
+const replayCache = new Map();
+const sessions = new Map();
+
+function pruneReplayCache(now) {
+  for (const [key, expiry] of replayCache) {
+    if (expiry < now) replayCache.delete(key);
+  }
+}
+
+// The components this server wants for a given request (SEP-2752 §2.1): the
+// MCP headers only when the request carries them.
+function acceptSignatureFor(headers) {
+  const components = ['@method', '@target-uri', 'content-digest'];
+  if (headers['mcp-protocol-version'] !== undefined) components.push('mcp-protocol-version');
+  if (headers['mcp-session-id'] !== undefined) components.push('mcp-session-id');
+  return serializeDictionary(new Map([[
+    'sig1',
+    [components.map((c) => [c, new Map()]), new Map([['created', true], ['nonce', true], ['keyid', true], ['tag', true]])],
+  ]]));
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    let size = 0;
+    const timer = setTimeout(() => {
+      reject(Object.assign(new Error('request body not received in time'), { status: 408 }));
+      req.destroy();
+    }, BODY_TIMEOUT_MS);
+    req.on('data', (chunk) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        clearTimeout(timer);
+        reject(Object.assign(new Error('request body too large'), { status: 413 }));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks));
+    });
+    req.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+  });
+}
+
+function sendJson(res, status, body, headers = {}) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}
+
+function createMcpServer() {
+  const server = new Server(
+    { name: 'mcpsig-test-server', version: '0.0.0' },
+    { capabilities: { tools: {} } },
+  );
+  server.setRequestHandler(ListToolsRequestSchema, async () => ({
+    tools: [{
+      name: 'echo',
+      description: 'Returns the text it is given',
+      inputSchema: { type: 'object', properties: { text: { type: 'string' } }, required: ['text'] },
+    }],
+  }));
+  server.setRequestHandler(CallToolRequestSchema, async (request) => {
+    if (request.params.name !== 'echo') {
+      return { isError: true, content: [{ type: 'text', text: `unknown tool ${request.params.name}` }] };
+    }
+    const text = request.params.arguments?.text;
+    if (typeof text !== 'string') {
+      return { isError: true, content: [{ type: 'text', text: 'echo needs a string "text"' }] };
+    }
+    return { content: [{ type: 'text', text }] };
+  });
+  return server;
+}
+
+function rpcMethods(parsed) {
+  const list = Array.isArray(parsed) ? parsed : [parsed];
+  return list.filter((m) => m && typeof m === 'object').map((m) => m.method ?? (m.result !== undefined ? 'result' : 'error'));
+}
+
+async function handleMcp(req, res) {
+  const entry = {
+    seq: stats.requests.length + 1,
+    method: req.method,
+    url: null,
+    rpc: [],
+    sessionHeader: req.headers['mcp-session-id'] !== undefined,
+    protocolHeader: req.headers['mcp-protocol-version'] !== undefined,
+    ok: false,
+    reason: null,
+    errors: [],
+    labels: {},
+    status: null,
+  };
+  stats.requests.push(entry);
+  res.on('finish', () => {
+    entry.status = res.statusCode;
+  });
+
+  let body;
+  try {
+    body = await readBody(req);
+  } catch (e) {
+    entry.reason = 'body';
+    entry.errors = [e.message];
+    if (!res.headersSent) sendJson(res, e.status ?? 400, { error: 'bad_request', message: e.message });
+    return;
+  }
+
+  const headers = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  // The target URI as this server sees it; a client must sign exactly this.
+  const host = (headers.host ?? '').toLowerCase();
+  entry.url = `http://${host}${req.url}`;
+
+  let parsed;
+  if (body.length > 0) {
+    try {
+      parsed = JSON.parse(body.toString('utf8'));
+      entry.rpc = rpcMethods(parsed);
+    } catch {
+      parsed = undefined;
+    }
+  }
+
+  const reject = (reason, errors, extra = {}) => {
+    entry.reason = reason;
+    entry.errors = errors;
+    stats.rejected += 1;
+    stats[reason] += 1;
+    console.error(`mcp-server: #${entry.seq} ${req.method} rejected (${reason}): ${errors.join('; ')}`);
+    sendJson(res, 401, { error: reason === 'unsigned' ? 'signature_required' : 'invalid_signature', reason, errors, ...extra },
+      { 'accept-signature': acceptSignatureFor(headers) });
+  };
+
+  const result = await verifyRequest({ method: req.method, url: entry.url, headers, body });
+  for (const [label, info] of Object.entries(result.labels)) {
+    entry.labels[label] = { components: info.components, params: info.params, keyid: info.keyid, tag: info.tag, nonce: info.nonce, created: info.created };
+  }
+  if (!result.ok) {
+    const unsigned = headers['signature-input'] === undefined && headers.signature === undefined;
+    reject(unsigned ? 'unsigned' : 'invalid', result.errors);
+    return;
+  }
+
+  // Replay protection (SEP-2752 §2.3): a (tag, nonce) pair is accepted once.
+  const now = Math.floor(Date.now() / 1000);
+  pruneReplayCache(now);
+  const pairs = Object.values(result.labels).map((l) => `${l.tag}\n${l.nonce}`);
+  const seen = pairs.filter((p) => replayCache.has(p));
+  if (seen.length) {
+    reject('replayed', [`(tag, nonce) already used: ${seen.map((p) => p.replace('\n', ', ')).join('; ')}`]);
+    return;
+  }
+  for (const p of pairs) replayCache.set(p, now + REPLAY_WINDOW_SECONDS);
+
+  const keyids = Object.values(result.labels).map((l) => l.keyid);
+  const sessionId = headers['mcp-session-id'];
+  let session = sessionId !== undefined ? sessions.get(sessionId) : undefined;
+
+  // A session stays bound to the key that initialized it.
+  if (session && !keyids.includes(session.keyid)) {
+    reject('unbound', [`session ${sessionId} is bound to key ${session.keyid}, request signed by ${keyids.join(', ')}`]);
+    return;
+  }
+
+  // In initialize-bound mode (SEP-2752 §2.6.2) the in-band key must be the
+  // signing key.
+  if (parsed && isInitializeRequest(parsed)) {
+    const cnfJwk = parsed.params?.clientInfo?.cnf?.jwk;
+    if (cnfJwk) {
+      let thumbprint = null;
+      try {
+        thumbprint = await calculateJwkThumbprint(cnfJwk, 'sha256');
+      } catch {
+        // An unusable cnf key is reported as a mismatch below.
+      }
+      if (!keyids.includes(thumbprint)) {
+        reject('unbound', [`clientInfo.cnf.jwk thumbprint ${thumbprint} is not the signing keyid ${keyids.join(', ')}`]);
+        return;
+      }
+    }
+  }
+
+  entry.ok = true;
+  stats.verified += 1;
+  console.error(`mcp-server: #${entry.seq} ${req.method} ${entry.rpc.join(',') || '-'} verified (${Object.keys(result.labels).join(', ')})`);
+
+  if (!session) {
+    if (sessionId !== undefined) {
+      sendJson(res, 404, { jsonrpc: '2.0', error: { code: -32001, message: 'Session not found' }, id: null });
+      return;
+    }
+    if (req.method !== 'POST' || !parsed || !isInitializeRequest(parsed)) {
+      sendJson(res, 400, { jsonrpc: '2.0', error: { code: -32000, message: 'Bad Request: no session and not an initialize request' }, id: null });
+      return;
+    }
+    const boundKeyid = keyids[0];
+    const transport = new StreamableHTTPServerTransport({
+      sessionIdGenerator: () => crypto.randomUUID(),
+      enableJsonResponse: jsonResponse,
+      onsessioninitialized: (id) => {
+        sessions.set(id, { transport, keyid: boundKeyid });
+      },
+    });
+    transport.onclose = () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+    };
+    const server = createMcpServer();
+    await server.connect(transport);
+    session = { transport };
+  }
+
+  if (req.method === 'POST' && parsed === undefined) {
+    sendJson(res, 400, { jsonrpc: '2.0', error: { code: -32700, message: 'Parse error' }, id: null });
+    return;
+  }
+  await session.transport.handleRequest(req, res, parsed);
+}
+
+const httpServer = http.createServer((req, res) => {
+  const path = (req.url ?? '').split('?')[0];
+  if (req.method === 'GET' && path === '/__stats') {
+    sendJson(res, 200, stats);
+    return;
+  }
+  if (path !== '/mcp') {
+    sendJson(res, 404, { error: 'not_found' });
+    return;
+  }
+  handleMcp(req, res).catch((e) => {
+    console.error(`mcp-server: internal error: ${e.stack ?? e}`);
+    if (!res.headersSent) sendJson(res, 500, { error: 'internal', message: e.message });
+    else res.end();
+  });
+});
+
+async function shutdown(code) {
+  for (const { transport } of sessions.values()) {
+    await transport.close().catch(() => {});
+  }
+  httpServer.closeAllConnections?.();
+  httpServer.close();
+  process.exit(code);
+}
+
+process.on('SIGTERM', () => shutdown(0));
+process.on('SIGINT', () => shutdown(0));
+// A server left behind by a crashed test run must not live forever.
+setTimeout(() => {
+  console.error(`mcp-server: lifetime of ${lifetimeSeconds} s reached, exiting`);
+  shutdown(0);
+}, lifetimeSeconds * 1000).unref();
+
+httpServer.listen(port, '127.0.0.1', () => {
+  process.stdout.write(`PORT ${httpServer.address().port}\n`);
+});
