@@ -377,6 +377,11 @@ static int m_sign_http(struct call *c) {
     goto out;
 
   b = agent_binding_find(c->a, id, origin);
+  bool want_pending = p.key && strcmp(p.key, "pending") == 0;
+  if (want_pending && (!b || !b->has_pending)) {
+    r = set_err(c, MCPSIG_EPARAM, "no rotation is pending for %s %s, so there is no pending key", id->name, origin);
+    goto out;
+  }
   if (!b) {
     /* Build the base once with placeholders first: a request that cannot
      * be signed must not create a binding. */
@@ -392,13 +397,8 @@ static int m_sign_http(struct call *c) {
     log_binding_created(c->peer, b);
   }
   k = &b->active;
-  if (p.key && strcmp(p.key, "pending") == 0) {
-    if (!b->has_pending) {
-      r = set_err(c, MCPSIG_EPARAM, "no rotation is pending for %s %s, so there is no pending key", id->name, origin);
-      goto out;
-    }
+  if (want_pending)
     k = &b->pending;
-  }
   if (plan.server_keyid && strcmp(plan.server_keyid, k->keyid) != 0) {
     r = set_err(c, MCPSIG_EACCEPT, "the server asks for keyid \"%.64s\", but this binding's key is %s",
                 plan.server_keyid, k->keyid);
