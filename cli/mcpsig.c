@@ -61,7 +61,7 @@ static int usage_error(const struct command *cmd, const char *fmt, ...) {
 }
 
 static bool unreachable(int r) {
-  return r == MCPSIG_ECONNECT || r == MCPSIG_ETIMEDOUT || r == MCPSIG_ECLOSED;
+  return r == MCPSIG_ECONNECT || r == MCPSIG_ETIMEDOUT || r == MCPSIG_ECLOSED || r == MCPSIG_EBUSY;
 }
 
 static int agent_open(mcpsig_client **ret) {
@@ -161,7 +161,7 @@ static int cmd_status(int argc, char **argv) {
   static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, {} };
   bool json = false;
   int c;
-  optind = 1;
+  optind = 0; /* restart getopt, permuting: options may follow operands */
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
     if (c == 'j')
       json = true;
@@ -230,7 +230,7 @@ static int cmd_list(int argc, char **argv) {
                                         { "identity", required_argument, NULL, 'i' }, {} };
   bool json = false;
   int c;
-  optind = 1;
+  optind = 0; /* restart getopt, permuting: options may follow operands */
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
     if (c == 'j')
       json = true;
@@ -252,6 +252,16 @@ static int cmd_list(int argc, char **argv) {
     r = call_failed(cl, r);
     mcpsig_close(cl);
     return r;
+  }
+  if (arg_identity) {
+    size_t i;
+    for (i = 0; i < l->n_identities && strcmp(l->identities[i].name, arg_identity) != 0; i++)
+      ;
+    if (i == l->n_identities) {
+      mcpsig_list_result_free(l);
+      mcpsig_close(cl);
+      return fail("unknown identity \"%s\"", arg_identity);
+    }
   }
   if (json) {
     json_t *arr = json_array();
@@ -292,7 +302,7 @@ static int cmd_add_identity(int argc, char **argv) {
   static const struct option opts[] = { { "alg", required_argument, NULL, 'a' }, { "help", no_argument, NULL, 'h' }, {} };
   const char *alg = NULL;
   int c;
-  optind = 1;
+  optind = 0; /* restart getopt, permuting: options may follow operands */
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
     if (c == 'a')
       alg = optarg;
@@ -324,7 +334,7 @@ static int cmd_remove(int argc, char **argv) {
   const char *origin = NULL;
   bool all = false;
   int c;
-  optind = 1;
+  optind = 0; /* restart getopt, permuting: options may follow operands */
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
     if (c == 'o')
       origin = optarg;
@@ -375,7 +385,7 @@ static int cmd_import(int argc, char **argv) {
   const char *origin = NULL, *jwk = NULL, *seed = NULL;
   bool json = false;
   int c;
-  optind = 1;
+  optind = 0; /* restart getopt, permuting: options may follow operands */
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
     switch (c) {
     case 'o': origin = optarg; break;
@@ -431,7 +441,7 @@ static int cmd_jwk(int argc, char **argv) {
                                         {} };
   const char *origin = NULL;
   int c;
-  optind = 1;
+  optind = 0; /* restart getopt, permuting: options may follow operands */
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
     if (c == 'o')
       origin = optarg;
@@ -563,7 +573,7 @@ static int cmd_sign(int argc, char **argv) {
   bool json = false;
   int c, r = 0;
 
-  optind = 1;
+  optind = 0; /* restart getopt, permuting: options may follow operands */
   while ((c = getopt_long(argc, argv, "X:u:H:d:h", opts, NULL)) >= 0) {
     switch (c) {
     case 'X': method = optarg; break;

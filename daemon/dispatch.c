@@ -35,8 +35,15 @@ struct call {
 };
 
 static int reply_error(struct call *c, int code) {
-  if (code == -ENOMEM)
+  /* Only codes from the documented table go on the wire; a system error
+   * becomes EINTERNAL with its text as the message. */
+  if (code > MCPSIG_ERRNO_MIN_ && code <= MCPSIG_EPROTO) {
+    /* one of ours */
+  } else {
+    if (!c->err[0])
+      snprintf(c->err, sizeof(c->err), "internal error: %s", mcpsig_strerror(code));
     code = MCPSIG_EINTERNAL;
+  }
   if (proto_error_encode(c->pk, c->msgid, code, c->err[0] ? c->err : mcpsig_strerror(code)) < 0)
     return -ENOMEM;
   return DISPATCH_REPLIED;
@@ -279,7 +286,8 @@ static int digest_resolve(struct call *c, const struct proto_sign_params *p, str
         sodium_base642bin(h, sizeof(h), given + 9, len - 10, NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) != 0 ||
         n != 32) {
       buf_free(&hv);
-      return set_err(c, MCPSIG_EPARAM, "content_digest must be \"sha-256=:<base64 of 32 bytes>:\"");
+      return set_err(c, p->content_digest ? MCPSIG_EPARAM : MCPSIG_EHEADER, "%s must be \"sha-256=:<base64 of 32 bytes>:\"",
+                     p->content_digest ? "content_digest" : "the request's Content-Digest header");
     }
     memcpy(out, given, len + 1);
   } else {
@@ -382,6 +390,19 @@ static int m_sign_http(struct call *c) {
     r = set_err(c, MCPSIG_EPARAM, "no rotation is pending for %s %s, so there is no pending key", id->name, origin);
     goto out;
   }
+  /* Everything the server asked for is checked before a first contact
+   * creates a binding: a refused request changes nothing. */
+  key_alg alg = want_pending ? b->pending.alg : b ? b->active.alg : id->alg;
+  if (plan.server_alg && strcmp(plan.server_alg, key_alg_name(alg)) != 0) {
+    r = set_err(c, MCPSIG_EACCEPT, "the server asks for algorithm \"%.32s\", but this binding's key is %s",
+                plan.server_alg, key_alg_name(alg));
+    goto out;
+  }
+  if (plan.server_keyid && !b) {
+    r = set_err(c, MCPSIG_EACCEPT, "the server asks for keyid \"%.64s\", but %s has no key for %s yet",
+                plan.server_keyid, id->name, origin);
+    goto out;
+  }
   if (!b) {
     /* Build the base once with placeholders first: a request that cannot
      * be signed must not create a binding. */
@@ -404,13 +425,6 @@ static int m_sign_http(struct call *c) {
                 plan.server_keyid, k->keyid);
     goto out;
   }
-  if (plan.server_alg && strcmp(plan.server_alg, key_alg_name(k->alg)) != 0) {
-    r = set_err(c, MCPSIG_EACCEPT, "the server asks for algorithm \"%.32s\", but this binding's key is %s",
-                plan.server_alg, key_alg_name(k->alg));
-    goto out;
-  }
-  if (plan.server_tag && strcmp(plan.server_tag, b->tag) != 0)
-    log_info(c->peer, "server asked for tag \"%.64s\"; keeping the identity tag %s", plan.server_tag, b->tag);
 
   int64_t created = agent_now(c->a);
   const char *signature_agent = NULL;
@@ -418,6 +432,9 @@ static int m_sign_http(struct call *c) {
     goto out;
   c->a->n_signatures++;
   log_signature(c->peer, b, k, plan.label);
+  if (plan.server_tag && strcmp(plan.server_tag, b->tag) != 0)
+    log_info(c->peer, "server asked for tag \"%.64s\"; kept the identity tag %s (SEP-2752 §2.5)", plan.server_tag,
+             b->tag);
 
   struct proto_sign_result res = {
     .headers = { digest, buf_cstr(&out.input), buf_cstr(&out.signature), signature_agent },

@@ -380,36 +380,45 @@ int keystore_identity_write(struct keystore *ks, const struct identity *id, char
 }
 
 int keystore_identity_remove(struct keystore *ks, const char *name, char *err, size_t errlen) {
-  int iddir = -1, bdir = -1, idsfd = -1, r;
+  int idsfd = -1, iddir = -1, bdir = -1, r = 0;
 
-  r = identity_dirs(ks, name, false, &iddir, &bdir);
-  if (r == -ENOENT)
-    return 0;
-  if (r < 0)
-    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot open identity %s: %s", name, strerror(-r));
-  DIR *d = fdopendir(bdir);
-  if (d) {
-    struct dirent *de;
-    while ((de = readdir(d)))
-      if (de->d_name[0] != '.')
-        (void)file_wipe(bdir, de->d_name);
-    closedir(d);
-  } else {
-    close(bdir);
-  }
-  (void)file_wipe(iddir, "identity");
-  if (unlinkat(iddir, "bindings", AT_REMOVEDIR) < 0 && errno != ENOENT)
-    r = -errno;
-  close(iddir);
   idsfd = open_dir_at(ks->dirfd, "identities");
-  if (r == 0 && idsfd >= 0 && unlinkat(idsfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
-    r = -errno;
-  if (idsfd >= 0) {
-    (void)fsync(idsfd);
-    close(idsfd);
+  if (idsfd < 0)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot open %s/identities: %s", ks->dir, strerror(errno));
+  iddir = open_dir_at(idsfd, name);
+  if (iddir < 0) {
+    r = errno == ENOENT ? 0 : -errno;
+    goto out;
   }
+  /* Key files first, then the identity record, then the directories: an
+   * interruption leaves at worst an identity with fewer bindings. */
+  bdir = open_dir_at(iddir, "bindings");
+  if (bdir >= 0) {
+    DIR *d = fdopendir(dup(bdir));
+    if (d) {
+      struct dirent *de;
+      while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+          (void)file_wipe(bdir, de->d_name);
+      closedir(d);
+    }
+    if (unlinkat(iddir, "bindings", AT_REMOVEDIR) < 0)
+      r = -errno;
+  } else if (errno != ENOENT) {
+    r = -errno;
+  }
+  if (r == 0 && (r = file_wipe(iddir, "identity")) == 0 && unlinkat(idsfd, name, AT_REMOVEDIR) < 0)
+    r = -errno;
+  if (r == 0 && fsync(idsfd) < 0)
+    r = -errno;
+out:
+  if (bdir >= 0)
+    close(bdir);
+  if (iddir >= 0)
+    close(iddir);
+  close(idsfd);
   if (r < 0)
-    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot remove identity %s: %s", name, strerror(-r));
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot remove identity %s from %s: %s", name, ks->dir, strerror(-r));
   return 0;
 }
 

@@ -196,7 +196,6 @@ static int run(const char *keystore, const char *path, int ready_fd) {
     agent_done(&agent);
     return 1;
   }
-  log_msg(LOG_INFO, "listening on %s, keystore %s, %zu binding(s)", path, keystore, agent.n_bindings);
   if (ready_fd >= 0) {
     /* The parent prints the environment and exits only once we answer. */
     (void)!write(ready_fd, "1", 1);
@@ -209,6 +208,7 @@ static int run(const char *keystore, const char *path, int ready_fd) {
       close(devnull);
     }
   } else {
+    log_msg(LOG_INFO, "listening on %s, keystore %s, %zu binding(s)", path, keystore, agent.n_bindings);
     print_env(path, getpid());
   }
   uv_run(&loop, UV_RUN_DEFAULT);

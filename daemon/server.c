@@ -134,16 +134,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b);
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   struct conn *c = h->data;
+  /* Room for the largest message plus one read; more is never needed,
+   * because proto_frame_scan() refuses a message beyond the limit. */
+  const size_t max_cap = MCPSIG_MAX_MSG_LEN + READ_CHUNK;
   (void)suggested;
-  if (c->rx_cap - c->rx_len < READ_CHUNK) {
+  if (c->rx_cap - c->rx_len < READ_CHUNK && c->rx_cap < max_cap) {
     size_t cap = c->rx_cap ? c->rx_cap : READ_CHUNK;
-    while (cap - c->rx_len < READ_CHUNK)
+    while (cap - c->rx_len < READ_CHUNK && cap < max_cap)
       cap *= 2;
-    if (cap > MCPSIG_MAX_MSG_LEN + 2 * READ_CHUNK) {
-      b->base = NULL;
-      b->len = 0;
-      return;
-    }
+    if (cap > max_cap)
+      cap = max_cap;
     unsigned char *rx = malloc(cap);
     if (!rx) {
       b->base = NULL;
@@ -157,6 +157,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
     }
     c->rx = rx;
     c->rx_cap = cap;
+  }
+  if (c->rx_len >= c->rx_cap) {
+    b->base = NULL; /* libuv reports UV_ENOBUFS */
+    b->len = 0;
+    return;
   }
   b->base = (char *)c->rx + c->rx_len;
   b->len = c->rx_cap - c->rx_len;
@@ -269,7 +274,7 @@ static void peer_identify(struct conn *c, int fd) {
 
 static void on_connection(uv_stream_t *listener, int status) {
   struct server *srv = listener->data;
-  struct ucred cred;
+  struct ucred cred = { .pid = 0, .uid = (uid_t)-1, .gid = (gid_t)-1 };
   socklen_t len = sizeof(cred);
   uv_os_fd_t fd;
 

