@@ -1,0 +1,78 @@
+#!/bin/sh
+# build.sh: the two set-up commands of README.md.
+#
+#   ./build.sh run    install what is missing, build, and run mcpsig-agent in the
+#                     foreground on the default socket
+#   ./build.sh test   install what is missing, build, and run every test
+#
+# Debian packages are installed with apt-get (through sudo when not root).
+set -eu
+
+cd "$(dirname "$0")"
+SRC=$(pwd)
+BUILD=$SRC/build
+
+PACKAGES="build-essential autoconf automake libtool pkg-config libuv1-dev libsodium-dev libmsgpack-dev
+libsystemd-dev libssl-dev libjansson-dev"
+TEST_PACKAGES="npm strace curl openssl util-linux ca-certificates"
+
+die() {
+	echo "build.sh: $*" >&2
+	exit 1
+}
+
+install_missing() {
+	missing=
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	echo "build.sh: installing:$missing"
+	if [ "$(id -u)" -eq 0 ]; then
+		sudo=
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo=sudo
+	else
+		die "missing Debian packages:$missing (install them as root)"
+	fi
+	$sudo apt-get update -qq
+	# shellcheck disable=SC2086
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq $missing >/dev/null
+}
+
+build() {
+	# shellcheck disable=SC2086
+	install_missing $PACKAGES
+	[ -x "$SRC/configure" ] && [ "$SRC/configure" -nt "$SRC/configure.ac" ] || autoreconf -fi "$SRC"
+	mkdir -p "$BUILD"
+	cd "$BUILD"
+	[ -f Makefile ] || "$SRC/configure" --quiet
+	make -j"$(nproc)" --quiet
+}
+
+case "${1:-}" in
+run)
+	build
+	echo "build.sh: starting mcpsig-agent in the foreground (Ctrl-C stops it)"
+	exec "$BUILD/daemon/mcpsig-agent" -D
+	;;
+test)
+	# shellcheck disable=SC2086
+	install_missing $PACKAGES $TEST_PACKAGES
+	build
+	(cd "$SRC/tests/node" && npm ci --no-audit --no-fund --loglevel=error)
+	status=0
+	make -j"$(nproc)" check || status=$?
+	[ "$status" -eq 0 ] || cat test-suite.log 2>/dev/null | tail -200
+	# One line with every TAP result counted, not just every test program.
+	pass=$(cat tests/*.trs 2>/dev/null | grep -c '^:test-result: PASS' || true)
+	fail=$(cat tests/*.trs 2>/dev/null | grep -Ec '^:test-result: (FAIL|XPASS|ERROR)' || true)
+	skip=$(cat tests/*.trs 2>/dev/null | grep -c '^:test-result: SKIP' || true)
+	echo "$pass passed, $fail failed, $skip skipped"
+	exit "$status"
+	;;
+*)
+	echo "usage: ./build.sh run | ./build.sh test" >&2
+	exit 2
+	;;
+esac
