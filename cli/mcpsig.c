@@ -60,6 +60,16 @@ static int usage_error(const struct command *cmd, const char *fmt, ...) {
   return 1;
 }
 
+/* getopt's own messages are off (opterr = 0), so each command names the bad option itself. */
+static int bad_option(char **argv) {
+  const char *arg = optind > 0 ? argv[optind - 1] : "?";
+  if (optopt && optopt != '?' && !(arg[0] == '-' && arg[1] == '-'))
+    fprintf(stderr, "mcpsig %s: invalid option or missing value: -%c\n", argv[0], optopt);
+  else
+    fprintf(stderr, "mcpsig %s: invalid option or missing value: %s\n", argv[0], arg);
+  return -1;
+}
+
 static bool unreachable(int r) {
   return r == MCPSIG_ECONNECT || r == MCPSIG_ETIMEDOUT || r == MCPSIG_ECLOSED || r == MCPSIG_EBUSY;
 }
@@ -155,23 +165,70 @@ static int file_read(const char *path, size_t max, bool secret, unsigned char **
   return 0;
 }
 
+/* ---- options shared by the simple commands ---- */
+
+struct opts {
+  bool json, all;
+  const char *origin, *alg, *jwk, *seed;
+  int operand;          /* index of the first operand in argv, after parsing */
+};
+
+/*
+ * Parses the options that the simple commands share. allowed lists the
+ * short names the command takes (j json, A all, o origin, a alg, k jwk,
+ * s seed, i identity). Returns 0, -2 for --help, or -1 on a bad option.
+ */
+static int opts_parse(int argc, char **argv, const char *allowed, struct opts *o) {
+  static const struct option all_opts[] = {
+    { "json", no_argument, NULL, 'j' },          { "all", no_argument, NULL, 'A' },
+    { "origin", required_argument, NULL, 'o' },  { "alg", required_argument, NULL, 'a' },
+    { "jwk", required_argument, NULL, 'k' },     { "seed", required_argument, NULL, 's' },
+    { "identity", required_argument, NULL, 'i' }, { "help", no_argument, NULL, 'h' },
+    {},
+  };
+  struct option opts[sizeof(all_opts) / sizeof(all_opts[0])];
+  size_t n = 0;
+  int c;
+
+  for (size_t i = 0; all_opts[i].name; i++)
+    if (all_opts[i].val == 'h' || strchr(allowed, all_opts[i].val))
+      opts[n++] = all_opts[i];
+  memset(&opts[n], 0, sizeof(opts[n]));
+  memset(o, 0, sizeof(*o));
+  optind = 0; /* restart getopt, permuting: options may follow operands */
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
+    switch (c) {
+    case 'j': o->json = true; break;
+    case 'A': o->all = true; break;
+    case 'o': o->origin = optarg; break;
+    case 'a': o->alg = optarg; break;
+    case 'k': o->jwk = optarg; break;
+    case 's': o->seed = optarg; break;
+    case 'i': arg_identity = optarg; break;
+    case 'h': return -2;
+    default: return bad_option(argv);
+    }
+  }
+  o->operand = optind;
+  return 0;
+}
+
+/* Parses, and refuses operands beyond max_operands. */
+#define PARSE(cmdname, allowed, max_operands)                                                          \
+  struct opts o;                                                                                       \
+  const struct command *cmd = command_find(cmdname);                                                   \
+  do {                                                                                                 \
+    int pr_ = opts_parse(argc, argv, (allowed), &o);                                                  \
+    if (pr_ < 0)                                                                                       \
+      return pr_;                                                                                      \
+    if (argc - o.operand > (max_operands))                                                             \
+      return usage_error(cmd, "unexpected argument '%s'", argv[o.operand + (max_operands)]);          \
+  } while (0)
+
 /* ---- status ---- */
 
 static int cmd_status(int argc, char **argv) {
-  static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' }, {} };
-  bool json = false;
-  int c;
-  optind = 0; /* restart getopt, permuting: options may follow operands */
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
-    if (c == 'j')
-      json = true;
-    else if (c == 'h')
-      return -2;
-    else
-      return -1;
-  }
-  if (optind < argc)
-    return usage_error(command_find("status"), "unexpected argument '%s'", argv[optind]);
+  PARSE("status", "j", 0);
   mcpsig_client *cl;
   mcpsig_hello_info *hi = NULL;
   mcpsig_list_result *l = NULL;
@@ -189,7 +246,7 @@ static int cmd_status(int argc, char **argv) {
     snprintf(path, sizeof(path), "%s", arg_socket);
   else
     mcpsig_socket_path(path, sizeof(path));
-  if (json) {
+  if (o.json) {
     json_t *algs = json_array();
     for (size_t i = 0; i < hi->n_algorithms; i++)
       json_array_append_new(algs, json_string(hi->algorithms[i]));
@@ -205,9 +262,10 @@ static int cmd_status(int argc, char **argv) {
       printf(" %s", hi->algorithms[i]);
     printf("\nidentities: %zu\nbindings:   %zu\n", l->n_identities, l->n_bindings);
   }
-  if (!json && hi->protocol != MCPSIG_PROTOCOL_VERSION)
+  if (hi->protocol != MCPSIG_PROTOCOL_VERSION)
     fprintf(stderr, "mcpsig: warning: the agent speaks protocol %u, this client %u\n", hi->protocol,
             MCPSIG_PROTOCOL_VERSION);
+  (void)cmd;
   mcpsig_hello_info_free(hi);
   mcpsig_list_result_free(l);
   mcpsig_close(cl);
@@ -225,26 +283,19 @@ static json_t *binding_json(const mcpsig_binding *b) {
                    "retired", retired);
 }
 
+static void binding_print(const mcpsig_binding *b) {
+  printf("  %s\n    tag    %s\n    keyid  %s  %s  %s\n", b->origin, b->tag, b->keyid, b->alg, b->state);
+  if (b->pending_keyid)
+    printf("    pending %s\n", b->pending_keyid);
+  if (b->n_retired)
+    printf("    retired %zu key(s)\n", b->n_retired);
+}
+
 static int cmd_list(int argc, char **argv) {
-  static const struct option opts[] = { { "json", no_argument, NULL, 'j' }, { "help", no_argument, NULL, 'h' },
-                                        { "identity", required_argument, NULL, 'i' }, {} };
-  bool json = false;
-  int c;
-  optind = 0; /* restart getopt, permuting: options may follow operands */
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
-    if (c == 'j')
-      json = true;
-    else if (c == 'i')
-      arg_identity = optarg;
-    else if (c == 'h')
-      return -2;
-    else
-      return -1;
-  }
-  if (optind < argc)
-    return usage_error(command_find("list"), "unexpected argument '%s'", argv[optind]);
+  PARSE("list", "ji", 0);
   mcpsig_client *cl;
   mcpsig_list_result *l = NULL;
+  size_t shown = 0, i;
   int r = agent_open(&cl);
   if (r)
     return r;
@@ -253,44 +304,32 @@ static int cmd_list(int argc, char **argv) {
     mcpsig_close(cl);
     return r;
   }
-  if (arg_identity) {
-    size_t i;
-    for (i = 0; i < l->n_identities && strcmp(l->identities[i].name, arg_identity) != 0; i++)
-      ;
-    if (i == l->n_identities) {
-      mcpsig_list_result_free(l);
-      mcpsig_close(cl);
-      return fail("unknown identity \"%s\"", arg_identity);
-    }
-  }
-  if (json) {
+  for (i = 0; arg_identity && i < l->n_identities && strcmp(l->identities[i].name, arg_identity) != 0; i++)
+    ;
+  if (arg_identity && i == l->n_identities) {
+    r = fail("unknown identity \"%s\"", arg_identity);
+  } else if (o.json) {
     json_t *arr = json_array();
-    for (size_t i = 0; i < l->n_bindings; i++)
+    for (i = 0; i < l->n_bindings; i++)
       if (!arg_identity || strcmp(arg_identity, l->bindings[i].identity) == 0)
         json_array_append_new(arr, binding_json(&l->bindings[i]));
     r = json_print(arr);
   } else {
-    size_t shown = 0;
-    for (size_t i = 0; i < l->n_identities; i++) {
+    for (i = 0; i < l->n_identities; i++) {
       const mcpsig_identity *id = &l->identities[i];
       if (arg_identity && strcmp(arg_identity, id->name) != 0)
         continue;
       printf("identity %s (%s)\n", id->name, id->alg);
-      for (size_t k = 0; k < l->n_bindings; k++) {
-        const mcpsig_binding *b = &l->bindings[k];
-        if (strcmp(b->identity, id->name) != 0)
-          continue;
-        printf("  %s\n    tag    %s\n    keyid  %s  %s  %s\n", b->origin, b->tag, b->keyid, b->alg, b->state);
-        if (b->pending_keyid)
-          printf("    pending %s\n", b->pending_keyid);
-        if (b->n_retired)
-          printf("    retired %zu key(s)\n", b->n_retired);
-        shown++;
-      }
+      for (size_t k = 0; k < l->n_bindings; k++)
+        if (strcmp(l->bindings[k].identity, id->name) == 0) {
+          binding_print(&l->bindings[k]);
+          shown++;
+        }
     }
     if (shown == 0)
       printf("no bindings yet: the first signed request to an origin creates one\n");
   }
+  (void)cmd;
   mcpsig_list_result_free(l);
   mcpsig_close(cl);
   return r;
@@ -299,69 +338,39 @@ static int cmd_list(int argc, char **argv) {
 /* ---- add-identity / remove ---- */
 
 static int cmd_add_identity(int argc, char **argv) {
-  static const struct option opts[] = { { "alg", required_argument, NULL, 'a' }, { "help", no_argument, NULL, 'h' }, {} };
-  const char *alg = NULL;
-  int c;
-  optind = 0; /* restart getopt, permuting: options may follow operands */
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
-    if (c == 'a')
-      alg = optarg;
-    else if (c == 'h')
-      return -2;
-    else
-      return -1;
-  }
-  if (optind != argc - 1)
-    return usage_error(command_find("add-identity"), "%s", optind < argc ? "too many arguments" : "missing NAME");
-  if (alg && strcmp(alg, "ed25519") != 0)
-    return usage_error(command_find("add-identity"), "unsupported --alg '%s' (supported: ed25519)", alg);
+  PARSE("add-identity", "a", 1);
+  if (o.operand >= argc)
+    return usage_error(cmd, "%s", "missing NAME");
+  if (o.alg && strcmp(o.alg, "ed25519") != 0)
+    return usage_error(cmd, "unsupported --alg '%s' (supported: ed25519)", o.alg);
+  const char *name = argv[o.operand];
   mcpsig_client *cl;
   int r = agent_open(&cl);
   if (r)
     return r;
-  if ((r = mcpsig_identity_add(cl, argv[optind], alg)) < 0)
+  if ((r = mcpsig_identity_add(cl, name, o.alg)) < 0)
     r = call_failed(cl, r);
   else
-    printf("identity %s added\n", argv[optind]);
+    printf("identity %s added\n", name);
   mcpsig_close(cl);
   return r;
 }
 
 static int cmd_remove(int argc, char **argv) {
-  static const struct option opts[] = { { "origin", required_argument, NULL, 'o' }, { "all", no_argument, NULL, 'A' },
-                                        { "identity", required_argument, NULL, 'i' }, { "help", no_argument, NULL, 'h' },
-                                        {} };
-  const char *origin = NULL;
-  bool all = false;
-  int c;
-  optind = 0; /* restart getopt, permuting: options may follow operands */
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
-    if (c == 'o')
-      origin = optarg;
-    else if (c == 'A')
-      all = true;
-    else if (c == 'i')
-      arg_identity = optarg;
-    else if (c == 'h')
-      return -2;
-    else
-      return -1;
-  }
-  if (optind < argc)
-    return usage_error(command_find("remove"), "unexpected argument '%s'", argv[optind]);
-  if (!origin == !all)
-    return usage_error(command_find("remove"), "%s", "give exactly one of --origin URL and --all");
+  PARSE("remove", "oAi", 0);
+  if (!o.origin == !o.all)
+    return usage_error(cmd, "%s", "give exactly one of --origin URL and --all");
   mcpsig_client *cl;
   int r = agent_open(&cl);
   if (r)
     return r;
   const char *id = arg_identity ? arg_identity : "default";
-  if ((r = mcpsig_remove(cl, arg_identity, origin)) < 0)
+  if ((r = mcpsig_remove(cl, arg_identity, o.origin)) < 0)
     r = call_failed(cl, r);
-  else if (all)
+  else if (o.all)
     printf("removed identity %s and all its keys\n", id);
   else
-    printf("removed the key of %s for %s\n", id, origin);
+    printf("removed the key of %s for %s\n", id, o.origin);
   mcpsig_close(cl);
   return r;
 }
@@ -378,42 +387,22 @@ static int print_public(const mcpsig_public_info *pi, bool json) {
 }
 
 static int cmd_import(int argc, char **argv) {
-  static const struct option opts[] = { { "origin", required_argument, NULL, 'o' }, { "jwk", required_argument, NULL, 'j' },
-                                        { "seed", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'J' },
-                                        { "identity", required_argument, NULL, 'i' }, { "help", no_argument, NULL, 'h' },
-                                        {} };
-  const char *origin = NULL, *jwk = NULL, *seed = NULL;
-  bool json = false;
-  int c;
-  optind = 0; /* restart getopt, permuting: options may follow operands */
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
-    switch (c) {
-    case 'o': origin = optarg; break;
-    case 'j': jwk = optarg; break;
-    case 's': seed = optarg; break;
-    case 'J': json = true; break;
-    case 'i': arg_identity = optarg; break;
-    case 'h': return -2;
-    default: return -1;
-    }
-  }
-  const struct command *cmd = command_find("import");
-  if (optind < argc)
-    return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-  if (!origin)
+  PARSE("import", "oksji", 0);
+  if (!o.origin)
     return usage_error(cmd, "%s", "--origin URL is required");
-  if (!jwk == !seed)
+  if (!o.jwk == !o.seed)
     return usage_error(cmd, "%s", "give exactly one of --jwk FILE and --seed FILE");
+  const char *file = o.jwk ? o.jwk : o.seed;
   unsigned char *data = NULL;
   size_t len = 0;
-  int r = file_read(jwk ? jwk : seed, jwk ? 16384 : 64, true, &data, &len);
+  int r = file_read(file, o.jwk ? 16384 : 64, true, &data, &len);
   if (r < 0)
-    return fail("cannot read %s: %s", jwk ? jwk : seed, r == -EFBIG ? "file too large" : strerror(-r));
-  if (jwk)
+    return fail("cannot read %s: %s", file, r == -EFBIG ? "file too large" : strerror(-r));
+  if (o.jwk)
     data[len] = '\0';
-  if (seed && len != 32) {
+  if (o.seed && len != 32) {
     sodium_free(data);
-    return fail("%s holds %zu bytes; a raw Ed25519 seed is exactly 32 bytes", seed, len);
+    return fail("%s holds %zu bytes; a raw Ed25519 seed is exactly 32 bytes", file, len);
   }
   mcpsig_client *cl;
   mcpsig_public_info *pi = NULL;
@@ -421,47 +410,30 @@ static int cmd_import(int argc, char **argv) {
     sodium_free(data);
     return r;
   }
-  if (jwk)
-    r = mcpsig_import(cl, arg_identity, origin, (const char *)data, NULL, 0, &pi);
+  if (o.jwk)
+    r = mcpsig_import(cl, arg_identity, o.origin, (const char *)data, NULL, 0, &pi);
   else
-    r = mcpsig_import(cl, arg_identity, origin, NULL, data, len, &pi);
+    r = mcpsig_import(cl, arg_identity, o.origin, NULL, data, len, &pi);
   sodium_free(data); /* wipes the key material */
   if (r < 0)
     r = call_failed(cl, r);
   else
-    r = print_public(pi, json);
+    r = print_public(pi, o.json);
   mcpsig_public_info_free(pi);
   mcpsig_close(cl);
   return r;
 }
 
 static int cmd_jwk(int argc, char **argv) {
-  static const struct option opts[] = { { "origin", required_argument, NULL, 'o' },
-                                        { "identity", required_argument, NULL, 'i' }, { "help", no_argument, NULL, 'h' },
-                                        {} };
-  const char *origin = NULL;
-  int c;
-  optind = 0; /* restart getopt, permuting: options may follow operands */
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) >= 0) {
-    if (c == 'o')
-      origin = optarg;
-    else if (c == 'i')
-      arg_identity = optarg;
-    else if (c == 'h')
-      return -2;
-    else
-      return -1;
-  }
-  if (optind < argc)
-    return usage_error(command_find("jwk"), "unexpected argument '%s'", argv[optind]);
-  if (!origin)
-    return usage_error(command_find("jwk"), "%s", "--origin URL is required");
+  PARSE("jwk", "oi", 0);
+  if (!o.origin)
+    return usage_error(cmd, "%s", "--origin URL is required");
   mcpsig_client *cl;
   mcpsig_public_info *pi = NULL;
   int r = agent_open(&cl);
   if (r)
     return r;
-  if ((r = mcpsig_public(cl, arg_identity, origin, &pi)) < 0)
+  if ((r = mcpsig_public(cl, arg_identity, o.origin, &pi)) < 0)
     r = call_failed(cl, r);
   else
     printf("%s\n", pi->jwk);
@@ -616,7 +588,7 @@ static int cmd_sign(int argc, char **argv) {
     case O_IDENTITY: arg_identity = optarg; break;
     case O_LABEL: label = optarg; break;
     case 'h': r = -2; goto out;
-    default: r = -1; goto out;
+    default: r = bad_option(argv); goto out;
     }
   }
   if (optind < argc && !url)
@@ -743,6 +715,7 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
+  opterr = 0;
   if (optind >= argc) {
     fprintf(stderr, "mcpsig: missing command\nTry 'mcpsig --help' for more information.\n");
     return 1;

@@ -30,7 +30,8 @@ static int key_finish(struct key *k) {
   return jwk_thumbprint_key(k, k->keyid);
 }
 
-int key_generate(struct keypool *pool, key_alg alg, struct key *ret_key) {
+/* Fills a new slot from seed, or from the CSPRNG when seed is NULL. */
+static int key_make(struct keypool *pool, key_alg alg, const unsigned char *seed, struct key *ret_key) {
   struct key k = { .alg = alg };
   int r;
 
@@ -45,7 +46,10 @@ int key_generate(struct keypool *pool, key_alg alg, struct key *ret_key) {
   }
   /* The secret key is written straight into the guarded slot: no copy of it
    * ever exists on the stack. */
-  crypto_sign_keypair(k.pub, sk);
+  if (seed)
+    crypto_sign_seed_keypair(k.pub, sk, seed);
+  else
+    crypto_sign_keypair(k.pub, sk);
   keypool_close(pool, k.slot);
   k.pub_len = crypto_sign_PUBLICKEYBYTES;
   if ((r = key_finish(&k)) < 0) {
@@ -56,31 +60,15 @@ int key_generate(struct keypool *pool, key_alg alg, struct key *ret_key) {
   return 0;
 }
 
+int key_generate(struct keypool *pool, key_alg alg, struct key *ret_key) {
+  return key_make(pool, alg, NULL, ret_key);
+}
+
 int key_from_seed(struct keypool *pool, key_alg alg, const unsigned char *seed, size_t seed_len,
                   struct key *ret_key) {
-  struct key k = { .alg = alg };
-  int r;
-
-  if (alg != KEY_ED25519)
-    return MCPSIG_EALG;
-  if (seed_len != crypto_sign_SEEDBYTES)
+  if (alg == KEY_ED25519 && seed_len != crypto_sign_SEEDBYTES)
     return MCPSIG_EKEY;
-  if ((r = keypool_alloc(pool, &k.slot)) < 0)
-    return r;
-  unsigned char *sk = keypool_open(pool, k.slot, true);
-  if (!sk) {
-    keypool_release(pool, k.slot);
-    return -EFAULT;
-  }
-  crypto_sign_seed_keypair(k.pub, sk, seed);
-  keypool_close(pool, k.slot);
-  k.pub_len = crypto_sign_PUBLICKEYBYTES;
-  if ((r = key_finish(&k)) < 0) {
-    keypool_release(pool, k.slot);
-    return r;
-  }
-  *ret_key = k;
-  return 0;
+  return key_make(pool, alg, seed, ret_key);
 }
 
 int key_seed_export(struct keypool *pool, const struct key *k, unsigned char *out, size_t size,

@@ -21,31 +21,7 @@ const WATCHDOG_MS = 240_000;
 const PROTOCOL_VERSION = '2025-06-18';
 const ACCEPT = 'application/json, text/event-stream';
 
-// ---- TAP -------------------------------------------------------------------
-
-let count = 0;
-let failures = 0;
-
-function diag(text) {
-  for (const line of String(text).split('\n')) console.log(`# ${line}`);
-}
-
-function ok(cond, desc, detail) {
-  count += 1;
-  if (!cond) failures += 1;
-  console.log(`${cond ? 'ok' : 'not ok'} ${count} - ${desc}`);
-  if (!cond && detail !== undefined) diag(typeof detail === 'function' ? detail() : detail);
-  return cond;
-}
-
-function is(got, want, desc) {
-  return ok(got === want, desc, `got:  ${JSON.stringify(got)}\nwant: ${JSON.stringify(want)}`);
-}
-
-function bail(msg) {
-  console.log(`Bail out! ${msg}`);
-  process.exit(1);
-}
+import { bail, diag, ok, is, done } from './lib/tap.mjs';
 
 // ---- helpers ---------------------------------------------------------------
 
@@ -387,5 +363,4 @@ try {
   process.exit(1);
 }
 cleanup();
-console.log(`1..${count}`);
-process.exitCode = failures ? 1 : 0;
+done();

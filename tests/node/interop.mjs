@@ -23,30 +23,7 @@ const INIT_COMPONENTS = ['@method', '@target-uri', 'content-digest'];
 const SIGNED_FIELDS = ['Content-Digest', 'Signature-Input', 'Signature', 'Signature-Agent'];
 const PROFILE_PARAMS = ['created', 'nonce', 'keyid', 'tag'];
 
-// ---- TAP -------------------------------------------------------------------
-
-let count = 0;
-let failures = 0;
-
-function diag(text) {
-  for (const line of String(text).split('\n')) console.log(`# ${line}`);
-}
-
-function ok(cond, desc, detail) {
-  count += 1;
-  if (!cond) failures += 1;
-  console.log(`${cond ? 'ok' : 'not ok'} ${count} - ${desc}`);
-  if (!cond && detail !== undefined) diag(typeof detail === 'function' ? detail() : detail);
-  return cond;
-}
-
-function is(got, want, desc) {
-  return ok(got === want, desc, `got:  ${JSON.stringify(got)}\nwant: ${JSON.stringify(want)}`);
-}
-
-function isnt(got, unwanted, desc) {
-  return ok(got !== unwanted, desc, `both are ${JSON.stringify(got)}`);
-}
+import { bail, diag, ok, is, isnt, done } from './lib/tap.mjs';
 
 function accepts(result, desc) {
   return ok(result.ok, desc, () => [...result.errors, ...Object.entries(result.labels).map(([l, i]) => `${l} base:\n${i.base ?? '(none)'}`)].join('\n'));
@@ -56,11 +33,6 @@ function rejects(result, reason, desc) {
   const matched = result.errors.some((e) => reason.test(e));
   return ok(!result.ok && matched, desc,
     result.ok ? 'verifier accepted the forgery' : `errors did not match ${reason}:\n${result.errors.join('\n')}`);
-}
-
-function bail(msg) {
-  console.log(`Bail out! ${msg}`);
-  process.exit(1);
 }
 
 // ---- CLI -------------------------------------------------------------------
@@ -452,5 +424,4 @@ try {
   process.exit(1);
 }
 fs.rmSync(tmp, { recursive: true, force: true });
-console.log(`1..${count}`);
-process.exitCode = failures ? 1 : 0;
+done();

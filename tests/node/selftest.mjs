@@ -14,26 +14,8 @@ import { httpbis, createSigner, createVerifier } from 'http-message-signatures';
 import { calculateJwkThumbprint } from 'jose';
 import { verifyRequest, contentDigestFor, parseSignatureAgent } from './lib/verify.mjs';
 
-// ---- TAP -------------------------------------------------------------------
+import { diag, ok, is, done } from './lib/tap.mjs';
 
-let count = 0;
-let failures = 0;
-
-function diag(text) {
-  for (const line of String(text).split('\n')) console.log(`# ${line}`);
-}
-
-function ok(cond, desc, detail) {
-  count += 1;
-  if (!cond) failures += 1;
-  console.log(`${cond ? 'ok' : 'not ok'} ${count} - ${desc}`);
-  if (!cond && detail !== undefined) diag(detail);
-  return cond;
-}
-
-function is(got, want, desc) {
-  return ok(got === want, desc, `got:  ${JSON.stringify(got)}\nwant: ${JSON.stringify(want)}`);
-}
 
 function accepts(result, desc) {
   return ok(result.ok, desc, result.errors.join('\n'));
@@ -417,5 +399,4 @@ try {
   diag(e.stack ?? String(e));
   process.exit(1);
 }
-console.log(`1..${count}`);
-process.exitCode = failures ? 1 : 0;
+done();
