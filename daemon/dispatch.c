@@ -374,7 +374,8 @@ static int m_sign_http(struct call *c) {
   headers = calloc(p.n_headers + 1, sizeof(*headers));
   if (!headers)
     return reply_error(c, -ENOMEM);
-  memcpy(headers, p.headers, p.n_headers * sizeof(*headers));
+  if (p.n_headers > 0)
+    memcpy(headers, p.headers, p.n_headers * sizeof(*headers));
   if (!have_digest_header)
     headers[p.n_headers++] = (struct proto_pair){ "content-digest", digest };
   req.headers = headers;

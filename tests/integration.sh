@@ -133,6 +133,17 @@ check "3 MB of junk: closed" grep -q closed "$TMP/raw"
 	"$RAWSEND" "$S" >"$TMP/raw"
 check "a declared string beyond the size limit: closed without waiting for it" grep -q closed "$TMP/raw"
 check "meanwhile another client keeps working" m sign -u https://same.example/mcp
+
+# ---- at least 128 connections at once ----
+# Each rawsend sends hello and then holds its connection open for 2 s.
+pids=
+for i in $(seq 1 140); do
+	bytes 94 00 01 a5 68 65 6c 6c 6f 90 | "$RAWSEND" "$S" >"$TMP/conn.$i" &
+	pids="$pids $!"
+done
+for p in $pids; do wait "$p"; done
+served=$(grep -l "^open" "$TMP"/conn.* | xargs grep -L "reply 0 bytes" | wc -l)
+ok $(( served != 140 )) "140 connections at once are all served (got $served)"
 kill -0 "$AGENT_PID"
 ok $? "the agent is still running"
 

@@ -44,6 +44,10 @@ bytes() {
 diag() { sed 's/^/# /'; }
 
 done_testing() {
+	if [ "$tap_failed" -gt 0 ] && [ -s "$TMP/agent.log" ]; then
+		echo "# agent log:"
+		diag <"$TMP/agent.log"
+	fi
 	echo "1..$tap_n"
 	[ "$tap_failed" -eq 0 ]
 }
