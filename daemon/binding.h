@@ -29,6 +29,7 @@ struct binding {
   struct key active;
   bool has_pending;
   struct key pending;
+  int64_t pending_created;
   char **retired;           /* keyids, oldest first */
   size_t n_retired;
   struct binding *next;     /* hash chain */

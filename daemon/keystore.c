@@ -24,10 +24,13 @@
 #include "errmsg.h"
 #include "keystore.h"
 #include "proto.h"
+#include "testhooks.h"
 
 #define KEYSTORE_VERSION 1
 #define RECORD_MAX (256u * 1024u)
 #define BINDING_SUFFIX ".binding"
+#define PENDING_SUFFIX ".pending"
+#define DISCARD_SUFFIX ".discard"
 
 struct keystore {
   char *dir;
@@ -192,12 +195,15 @@ static int file_replace(int dirfd, const char *name, const void *data, size_t le
     r = -errno;
   if (close(fd) < 0 && r == 0)
     r = -errno;
+  if (r == 0)
+    crash_point("replace.synced", name);
   if (r == 0 && renameat(dirfd, tmp, dirfd, name) < 0)
     r = -errno;
   if (r < 0) {
     (void)unlinkat(dirfd, tmp, 0);
     return r;
   }
+  crash_point("replace.renamed", name);
   if (fsync(dirfd) < 0)
     return -errno;
   return 0;
@@ -274,10 +280,6 @@ struct binding_record {
   const unsigned char *key;
   size_t key_len;
   bool has_key;
-  const char *pending_alg;
-  const unsigned char *pending_key;
-  size_t pending_key_len;
-  bool has_pending_key;
   const char **retired;
   size_t n_retired;
 };
@@ -291,15 +293,40 @@ static const struct proto_field binding_record_fields[] = {
   { "created", PT_INT, offsetof(BR, created), NO, NO, 0, 0, NULL },
   { "alg", PT_STR, offsetof(BR, alg), NO, NO, PF_REQUIRED, 0, NULL },
   { "key", PT_BIN, offsetof(BR, key), offsetof(BR, key_len), offsetof(BR, has_key), PF_REQUIRED | PF_SECRET, 64, NULL },
-  { "pending_alg", PT_STR, offsetof(BR, pending_alg), NO, NO, PF_NULLABLE, 0, NULL },
-  { "pending_key", PT_BIN, offsetof(BR, pending_key), offsetof(BR, pending_key_len), offsetof(BR, has_pending_key),
-    PF_SECRET, 64, NULL },
   { "retired", PT_STRV, offsetof(BR, retired), offsetof(BR, n_retired), NO, PF_REQUIRED, 100000, NULL },
 };
 #undef BR
 static const struct proto_schema binding_record_schema = {
   "binding", binding_record_fields, sizeof(binding_record_fields) / sizeof(binding_record_fields[0]),
   sizeof(struct binding_record)
+};
+
+/* A rotation's new key lives in a file of its own beside the binding, so
+ * beginning or aborting a rotation never rewrites the file holding k1. */
+struct pending_record {
+  int64_t version;
+  const char *identity;
+  const char *origin;
+  const char *alg;
+  const unsigned char *key;
+  size_t key_len;
+  bool has_key;
+  int64_t created;
+};
+
+#define PR struct pending_record
+static const struct proto_field pending_record_fields[] = {
+  { "version", PT_INT, offsetof(PR, version), NO, NO, PF_REQUIRED, 0, NULL },
+  { "identity", PT_STR, offsetof(PR, identity), NO, NO, PF_REQUIRED, 0, NULL },
+  { "origin", PT_STR, offsetof(PR, origin), NO, NO, PF_REQUIRED, 0, NULL },
+  { "alg", PT_STR, offsetof(PR, alg), NO, NO, PF_REQUIRED, 0, NULL },
+  { "key", PT_BIN, offsetof(PR, key), offsetof(PR, key_len), offsetof(PR, has_key), PF_REQUIRED | PF_SECRET, 64, NULL },
+  { "created", PT_INT, offsetof(PR, created), NO, NO, 0, 0, NULL },
+};
+#undef PR
+static const struct proto_schema pending_record_schema = {
+  "pending", pending_record_fields, sizeof(pending_record_fields) / sizeof(pending_record_fields[0]),
+  sizeof(struct pending_record)
 };
 
 static int record_write(int dirfd, const char *name, const struct proto_schema *schema, const void *rec,
@@ -316,12 +343,16 @@ static int record_write(int dirfd, const char *name, const struct proto_schema *
   return r;
 }
 
-/* The file name of a binding: base64url(SHA-256(origin)) + ".binding". */
-static void binding_file_name(const char *origin, char name[64]) {
+/* The file name of a binding: base64url(SHA-256(origin)) + suffix. */
+static void origin_file_name(const char *origin, const char *suffix, char name[64]) {
   unsigned char h[32];
   proto_sha256(origin, strlen(origin), h);
   sodium_bin2base64(name, 64, h, sizeof(h), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-  strcat(name, BINDING_SUFFIX);
+  strcat(name, suffix);
+}
+
+static void binding_file_name(const char *origin, char name[64]) {
+  origin_file_name(origin, BINDING_SUFFIX, name);
 }
 
 static int identity_dirs(struct keystore *ks, const char *name, bool create, int *ret_iddir, int *ret_bdir) {
@@ -424,7 +455,7 @@ out:
 
 int keystore_binding_write(struct keystore *ks, struct keypool *pool, const struct binding *b, char *err,
                            size_t errlen) {
-  unsigned char *seeds = sodium_malloc(2 * KEY_SEED_MAX);
+  unsigned char *seeds = sodium_malloc(KEY_SEED_MAX);
   struct binding_record rec;
   char name[64];
   int bdir = -1, r;
@@ -443,12 +474,6 @@ int keystore_binding_write(struct keystore *ks, struct keypool *pool, const stru
   rec.retired = (const char **)b->retired;
   rec.n_retired = b->n_retired;
   r = key_seed_export(pool, &b->active, seeds, KEY_SEED_MAX, &rec.key_len);
-  if (r == 0 && b->has_pending) {
-    rec.pending_alg = key_alg_name(b->pending.alg);
-    rec.pending_key = seeds + KEY_SEED_MAX;
-    rec.has_pending_key = true;
-    r = key_seed_export(pool, &b->pending, seeds + KEY_SEED_MAX, KEY_SEED_MAX, &rec.pending_key_len);
-  }
   if (r == 0)
     r = identity_dirs(ks, b->identity->name, true, NULL, &bdir);
   if (r == 0) {
@@ -464,14 +489,72 @@ int keystore_binding_write(struct keystore *ks, struct keypool *pool, const stru
   return 0;
 }
 
+int keystore_pending_write(struct keystore *ks, struct keypool *pool, const struct binding *b, char *err,
+                           size_t errlen) {
+  unsigned char *seed = sodium_malloc(KEY_SEED_MAX);
+  struct pending_record rec = { KEYSTORE_VERSION, b->identity->name, b->origin, key_alg_name(b->pending.alg), seed, 0,
+                                true, b->pending_created };
+  char name[64];
+  int bdir = -1, r;
+
+  if (!seed)
+    return -ENOMEM;
+  r = key_seed_export(pool, &b->pending, seed, KEY_SEED_MAX, &rec.key_len);
+  if (r == 0)
+    r = identity_dirs(ks, b->identity->name, true, NULL, &bdir);
+  if (r == 0) {
+    origin_file_name(b->origin, PENDING_SUFFIX, name);
+    r = record_write(bdir, name, &pending_record_schema, &rec, 1024);
+  }
+  if (bdir >= 0)
+    close(bdir);
+  sodium_free(seed);
+  if (r < 0)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot store the pending key of %s for %s in %s: %s",
+                  b->identity->name, b->origin, ks->dir, strerror(-r));
+  return 0;
+}
+
+/*
+ * Renaming first makes the decision durable in one atomic step; the wipe
+ * that follows may be interrupted, and the load finishes it.
+ */
+static int pending_discard_at(int bdir, const char *origin) {
+  char name[64], discard[64];
+  origin_file_name(origin, PENDING_SUFFIX, name);
+  origin_file_name(origin, DISCARD_SUFFIX, discard);
+  if (renameat(bdir, name, bdir, discard) < 0)
+    return errno == ENOENT ? 0 : -errno;
+  if (fsync(bdir) < 0)
+    return -errno;
+  crash_point("discard.renamed", NULL);
+  return file_wipe(bdir, discard);
+}
+
+int keystore_pending_discard(struct keystore *ks, const char *identity, const char *origin, char *err,
+                             size_t errlen) {
+  int bdir = -1;
+  int r = identity_dirs(ks, identity, false, NULL, &bdir);
+  if (r == 0) {
+    r = pending_discard_at(bdir, origin);
+    close(bdir);
+  }
+  if (r < 0)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot remove the pending key of %s for %s: %s", identity, origin,
+                  strerror(-r));
+  return 0;
+}
+
 int keystore_binding_remove(struct keystore *ks, const char *identity, const char *origin, char *err,
                             size_t errlen) {
   char name[64];
   int bdir = -1;
   int r = identity_dirs(ks, identity, false, NULL, &bdir);
   if (r == 0) {
+    r = pending_discard_at(bdir, origin);
     binding_file_name(origin, name);
-    r = file_wipe(bdir, name);
+    if (r == 0)
+      r = file_wipe(bdir, name);
     close(bdir);
   }
   if (r < 0 && r != -ENOENT)
@@ -556,6 +639,61 @@ static void binding_dispose(struct keypool *pool, struct binding *b) {
   free(b);
 }
 
+static bool has_suffix(const char *name, const char *suffix) {
+  size_t n = strlen(name), sl = strlen(suffix);
+  return n > sl && strcmp(name + n - sl, suffix) == 0;
+}
+
+/*
+ * Attaches a binding's pending key, if its file exists. A pending key equal
+ * to the active one is what a commit leaves when it stops between writing
+ * the binding and removing the pending file: the commit happened, so the
+ * file is removed now.
+ */
+static int pending_load(struct keystore *ks, struct keypool *pool, int bdir, struct identity *id, struct binding *b,
+                        char *err, size_t errlen) {
+  char name[64], path[PATH_MAX];
+  unsigned char *data = NULL;
+  size_t len = 0;
+  struct pending_record rec;
+  msgpack_zone zone;
+  msgpack_unpacked up;
+  key_alg alg;
+  int r;
+
+  origin_file_name(b->origin, PENDING_SUFFIX, name);
+  if (faccessat(bdir, name, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+    return errno == ENOENT ? 0 : errmsg(err, errlen, MCPSIG_ESTORE, "cannot check %s: %s", name, strerror(errno));
+  snprintf(path, sizeof(path), "%s/identities/%s/bindings/%s", ks->dir, id->name, name);
+  if ((r = record_read(bdir, name, path, &data, &len, err, errlen)) < 0)
+    return r;
+  msgpack_zone_init(&zone, 512);
+  msgpack_unpacked_init(&up);
+  if ((r = record_decode(data, len, &pending_record_schema, &rec, &zone, &up, path, err, errlen)) < 0)
+    goto out;
+  if (rec.version != KEYSTORE_VERSION || strcmp(rec.identity, id->name) != 0 || strcmp(rec.origin, b->origin) != 0 ||
+      key_alg_parse(rec.alg, &alg) < 0) {
+    r = errmsg(err, errlen, MCPSIG_ESTORE, "%s does not belong to %s; move it aside", path, b->origin);
+    goto out;
+  }
+  if ((r = key_from_seed(pool, alg, rec.key, rec.key_len, &b->pending)) < 0) {
+    r = errmsg(err, errlen, MCPSIG_ESTORE, "%s holds an invalid key; move it aside", path);
+    goto out;
+  }
+  if (strcmp(b->pending.keyid, b->active.keyid) == 0) {
+    key_destroy(pool, &b->pending);
+    r = pending_discard_at(bdir, b->origin);
+    goto out;
+  }
+  b->has_pending = true;
+  b->pending_created = rec.created;
+out:
+  msgpack_unpacked_destroy(&up);
+  msgpack_zone_destroy(&zone);
+  sodium_free(data);
+  return r;
+}
+
 static int binding_load(struct keystore *ks, struct keypool *pool, int bdir, struct identity *id, const char *fname,
                         const struct keystore_loader *loader, char *err, size_t errlen) {
   char path[PATH_MAX];
@@ -600,15 +738,8 @@ static int binding_load(struct keystore *ks, struct keypool *pool, int bdir, str
     r = errmsg(err, errlen, MCPSIG_ESTORE, "%s holds an invalid key; move it aside", path);
     goto out;
   }
-  if (rec.has_pending_key) {
-    key_alg palg;
-    if (key_alg_parse(rec.pending_alg, &palg) < 0 ||
-        (r = key_from_seed(pool, palg, rec.pending_key, rec.pending_key_len, &b->pending)) < 0) {
-      r = errmsg(err, errlen, MCPSIG_ESTORE, "%s holds an invalid pending key; move it aside", path);
-      goto out;
-    }
-    b->has_pending = true;
-  }
+  if ((r = pending_load(ks, pool, bdir, id, b, err, errlen)) < 0)
+    goto out;
   if (rec.n_retired > 0) {
     b->retired = calloc(rec.n_retired, sizeof(char *));
     if (!b->retired) {
@@ -685,13 +816,23 @@ static int identity_load(struct keystore *ks, struct keypool *pool, int idsfd, c
     size_t n = strlen(de->d_name);
     if (de->d_name[0] == '.')
       continue;
-    if (n > 4 && strcmp(de->d_name + n - 4, ".tmp") == 0) {
-      /* A temporary from an interrupted write: the rename never happened,
-       * so the file it would have replaced is still the truth. */
+    if (has_suffix(de->d_name, ".tmp") || has_suffix(de->d_name, DISCARD_SUFFIX)) {
+      /* A temporary from an interrupted write (the rename never happened,
+       * so the file it would have replaced is still the truth), or a
+       * pending key whose discard was decided but not finished. */
       (void)file_wipe(bdir, de->d_name);
       continue;
     }
-    if (n <= strlen(BINDING_SUFFIX) || strcmp(de->d_name + n - strlen(BINDING_SUFFIX), BINDING_SUFFIX) != 0)
+    if (has_suffix(de->d_name, PENDING_SUFFIX)) {
+      /* Loaded with its binding; one without a binding is not ours to drop. */
+      char bname[NAME_MAX + 1];
+      snprintf(bname, sizeof(bname), "%.*s%s", (int)(n - strlen(PENDING_SUFFIX)), de->d_name, BINDING_SUFFIX);
+      if (faccessat(bdir, bname, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
+        r = errmsg(err, errlen, MCPSIG_ESTORE, "%s/bindings/%s is a pending key without its binding; move it aside",
+                   path, de->d_name);
+      continue;
+    }
+    if (!has_suffix(de->d_name, BINDING_SUFFIX))
       continue;
     r = binding_load(ks, pool, bdir, id, de->d_name, loader, err, errlen);
   }

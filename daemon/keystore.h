@@ -3,7 +3,8 @@
  *
  *   DIR/agent.lock                                  flock()ed by the one agent; holds its pid
  *   DIR/identities/NAME/identity                    msgpack: {version, name, alg, created}
- *   DIR/identities/NAME/bindings/HASH.binding       msgpack: one binding, keys included
+ *   DIR/identities/NAME/bindings/HASH.binding       msgpack: one binding and its active key
+ *   DIR/identities/NAME/bindings/HASH.pending       msgpack: the new key of a rotation in flight
  *
  * HASH is the base64url SHA-256 of the origin, so file names are bounded and
  * need no escaping. Every file is replaced atomically: write a temporary,
@@ -36,7 +37,13 @@ int keystore_identity_remove(struct keystore *ks, const char *name, char *err, s
 /* Durably writes a binding with its keys. Returns only after the data and the directory entry are on disk. */
 int keystore_binding_write(struct keystore *ks, struct keypool *pool, const struct binding *b, char *err,
                            size_t errlen);
-/* Overwrites the binding's file with zeros, then unlinks it. */
+/* Durably writes the pending key of a rotation (b->pending) in its own file. */
+int keystore_pending_write(struct keystore *ks, struct keypool *pool, const struct binding *b, char *err,
+                           size_t errlen);
+/* Discards the pending key's file: an atomic rename, then zeros, then unlink. */
+int keystore_pending_discard(struct keystore *ks, const char *identity, const char *origin, char *err,
+                             size_t errlen);
+/* Overwrites the binding's files (and its pending key's) with zeros, then unlinks them. */
 int keystore_binding_remove(struct keystore *ks, const char *identity, const char *origin, char *err,
                             size_t errlen);
 

@@ -1,0 +1,33 @@
+/*
+ * testhooks.h: fault injection for the crash-safety tests. In a test build
+ * (MCPSIG_TEST_HOOKS), crash_point("name", file) kills the process with
+ * SIGKILL when MCPSIG_TEST_CRASH names that point ("name", or "name:SUFFIX"
+ * where the file name ends in SUFFIX). In a normal build it is nothing.
+ */
+#ifndef MCPSIG_TESTHOOKS_H
+#define MCPSIG_TESTHOOKS_H
+
+#ifdef MCPSIG_TEST_HOOKS
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline void crash_point(const char *point, const char *file) {
+  const char *want = getenv("MCPSIG_TEST_CRASH");
+  size_t n = strlen(point);
+  if (!want || strncmp(want, point, n) != 0)
+    return;
+  if (want[n] == ':' && file) {
+    size_t fl = strlen(file), sl = strlen(want + n + 1);
+    if (fl < sl || strcmp(file + fl - sl, want + n + 1) != 0)
+      return;
+  } else if (want[n] != '\0') {
+    return;
+  }
+  raise(SIGKILL);
+}
+#else
+#define crash_point(point, file) ((void)0)
+#endif
+
+#endif
