@@ -19,26 +19,16 @@
 #include <jansson.h>
 #include <sodium.h>
 
+#include "cli.h"
 #include "mcpsig.h"
 
-#define EXIT_UNREACHABLE 2
 #define MAX_HEADERS 128
 #define MAX_DATA_FILE (64u * 1024u * 1024u)
 
-static const char *arg_socket = NULL;
-static const char *arg_identity = NULL;
+const char *arg_socket = NULL;
+const char *arg_identity = NULL;
 
-struct command {
-  const char *name;
-  int (*run)(int argc, char **argv);
-  const char *usage;
-  const char *help;
-};
-
-static const struct command *command_find(const char *name);
-
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int fail(const char *fmt, ...) {
+int fail(const char *fmt, ...) {
   va_list ap;
   fputs("mcpsig: ", stderr);
   va_start(ap, fmt);
@@ -48,8 +38,7 @@ static int fail(const char *fmt, ...) {
   return 1;
 }
 
-static int usage_error(const struct command *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int usage_error(const struct command *cmd, const char *fmt, ...) {
+int usage_error(const struct command *cmd, const char *fmt, ...) {
   va_list ap;
   fputs("mcpsig: ", stderr);
   va_start(ap, fmt);
@@ -61,7 +50,7 @@ static int usage_error(const struct command *cmd, const char *fmt, ...) {
 }
 
 /* getopt's own messages are off (opterr = 0), so each command names the bad option itself. */
-static int bad_option(char **argv) {
+int bad_option(char **argv) {
   const char *arg = optind > 0 ? argv[optind - 1] : "?";
   if (optopt && optopt != '?' && !(arg[0] == '-' && arg[1] == '-'))
     fprintf(stderr, "mcpsig %s: invalid option or missing value: -%c\n", argv[0], optopt);
@@ -70,11 +59,11 @@ static int bad_option(char **argv) {
   return -1;
 }
 
-static bool unreachable(int r) {
+bool unreachable(int r) {
   return r == MCPSIG_ECONNECT || r == MCPSIG_ETIMEDOUT || r == MCPSIG_ECLOSED || r == MCPSIG_EBUSY;
 }
 
-static int agent_open(mcpsig_client **ret) {
+int agent_open(mcpsig_client **ret) {
   char path[256];
   const char *p = arg_socket;
   if (!p) {
@@ -96,13 +85,13 @@ static int agent_open(mcpsig_client **ret) {
 }
 
 /* Reports a failed call; the agent's own message says what was wrong. */
-static int call_failed(mcpsig_client *c, int r) {
+int call_failed(mcpsig_client *c, int r) {
   const char *msg = mcpsig_last_error(c);
   fprintf(stderr, "mcpsig: %s\n", msg && *msg ? msg : mcpsig_strerror(r));
   return unreachable(r) ? EXIT_UNREACHABLE : 1;
 }
 
-static int json_print(json_t *j) {
+int json_print(json_t *j) {
   if (!j)
     return fail("out of memory");
   int r = json_dumpf(j, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -274,7 +263,7 @@ static int cmd_status(int argc, char **argv) {
 
 /* ---- list ---- */
 
-static json_t *binding_json(const mcpsig_binding *b) {
+json_t *binding_json(const mcpsig_binding *b) {
   json_t *retired = json_array();
   for (size_t k = 0; k < b->n_retired; k++)
     json_array_append_new(retired, json_string(b->retired[k]));
@@ -283,7 +272,7 @@ static json_t *binding_json(const mcpsig_binding *b) {
                    "retired", retired);
 }
 
-static void binding_print(const mcpsig_binding *b) {
+void binding_print(const mcpsig_binding *b) {
   printf("  %s\n    tag    %s\n    keyid  %s  %s  %s\n", b->origin, b->tag, b->keyid, b->alg, b->state);
   if (b->pending_keyid)
     printf("    pending %s\n", b->pending_keyid);
@@ -489,7 +478,7 @@ static int body_add(struct body *b, const char *arg, bool at_file, bool strip) {
   return r;
 }
 
-static int header_parse(const char *arg, mcpsig_header *h, char **ret_storage) {
+int header_parse(const char *arg, mcpsig_header *h, char **ret_storage) {
   const char *colon = strchr(arg, ':');
   const char *semi = strchr(arg, ';');
   char *s;
@@ -526,7 +515,7 @@ static int header_parse(const char *arg, mcpsig_header *h, char **ret_storage) {
 }
 
 static int cmd_sign(int argc, char **argv) {
-  enum { O_DATA_BINARY = 0x100, O_DATA_RAW, O_ACCEPT, O_JSON, O_ORIGIN, O_IDENTITY, O_LABEL };
+  enum { O_DATA_BINARY = 0x100, O_DATA_RAW, O_ACCEPT, O_JSON, O_ORIGIN, O_IDENTITY, O_LABEL, O_KEY };
   static const struct option opts[] = {
     { "request", required_argument, NULL, 'X' },  { "url", required_argument, NULL, 'u' },
     { "header", required_argument, NULL, 'H' },   { "data", required_argument, NULL, 'd' },
@@ -534,10 +523,10 @@ static int cmd_sign(int argc, char **argv) {
     { "data-raw", required_argument, NULL, O_DATA_RAW }, { "accept-signature", required_argument, NULL, O_ACCEPT },
     { "json", no_argument, NULL, O_JSON },         { "origin", required_argument, NULL, O_ORIGIN },
     { "identity", required_argument, NULL, O_IDENTITY }, { "label", required_argument, NULL, O_LABEL },
-    { "help", no_argument, NULL, 'h' },           {},
+    { "key", required_argument, NULL, O_KEY },     { "help", no_argument, NULL, 'h' },           {},
   };
   const struct command *cmd = command_find("sign");
-  const char *method = NULL, *url = NULL, *accept = NULL, *origin = NULL, *label = NULL;
+  const char *method = NULL, *url = NULL, *accept = NULL, *origin = NULL, *label = NULL, *key = NULL;
   mcpsig_header headers[MAX_HEADERS];
   char *storage[MAX_HEADERS];
   size_t n_headers = 0;
@@ -587,6 +576,13 @@ static int cmd_sign(int argc, char **argv) {
     case O_ORIGIN: origin = optarg; break;
     case O_IDENTITY: arg_identity = optarg; break;
     case O_LABEL: label = optarg; break;
+    case O_KEY:
+      if (strcmp(optarg, "active") != 0 && strcmp(optarg, "pending") != 0) {
+        r = usage_error(cmd, "--key takes 'active' or 'pending', not '%s'", optarg);
+        goto out;
+      }
+      key = optarg;
+      break;
     case 'h': r = -2; goto out;
     default: r = bad_option(argv); goto out;
     }
@@ -606,7 +602,7 @@ static int cmd_sign(int argc, char **argv) {
 
   mcpsig_sign_request req = {
     .identity = arg_identity, .origin = origin, .method = method, .uri = url, .headers = headers,
-    .n_headers = n_headers, .accept_signature = accept, .label = label,
+    .n_headers = n_headers, .accept_signature = accept, .label = label, .key = key,
   };
   char digest[MCPSIG_CONTENT_DIGEST_LEN];
   if (body.len > 1024u * 1024u) {
@@ -666,10 +662,27 @@ static const struct command commands[] = {
     "curl's (-d @FILE strips CR and LF), so the digest matches what curl sends with the same flags.\n"
     "The URL is signed exactly as given: lowercase scheme and host, no default port, a path.\n"
     "Options: --accept-signature VALUE answers a server's 401; --origin URL names the key scope;\n"
-    "--label LABEL; --identity NAME; --json prints {\"headers\":{...},\"keyid\":...,\"tag\":...}.\n" },
+    "--label LABEL; --identity NAME; --key pending signs with the new key of a rotation in flight\n"
+    "(to probe the server); --json prints {\"headers\":{...},\"keyid\":...,\"tag\":...}.\n" },
+  { "rotate", cmd_rotate,
+    "URL | --resume URL | (--begin | --commit | --abort | --status) --origin URL  [--json] [--timeout SECS]",
+    "Rotate the key of (identity, origin) while the tag stays the same (SEP-2752 signatures/rotateKey).\n"
+    "rotate URL runs the whole exchange with the MCP server at URL: it opens a session, begins the\n"
+    "rotation, sends signatures/rotateKey signed by the old and the new key, then commits on a\n"
+    "JSON-RPC result or aborts on a JSON-RPC error or a 4xx, and closes the session.\n"
+    "If the outcome is unknown (timeout, reset, 5xx) both keys are kept and the rotation stays\n"
+    "pending; rotate --resume URL asks the server which key it holds and settles it.\n"
+    "--begin, --commit, --abort and --status are the steps, for scripts that talk to the server\n"
+    "themselves; --status --json prints the binding as list --json does.\n"
+    "Exit status: 0 committed, 1 aborted or error, 2 agent unreachable, 3 outcome unknown (pending).\n"
+    "A DPoP access token is bound to the old key's jkt: get a new token after a rotation.\n" },
+  { "watch", cmd_watch, "[--json] [--count N]",
+    "Print every key rotation event (begin, commit, abort) as it happens, one line each; with\n"
+    "--json, one JSON object per line: {event, identity, origin, tag, old_keyid, new_keyid}.\n"
+    "--count N exits after N events.\n" },
 };
 
-static const struct command *command_find(const char *name) {
+const struct command *command_find(const char *name) {
   for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
     if (strcmp(commands[i].name, name) == 0)
       return &commands[i];

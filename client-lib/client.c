@@ -20,6 +20,12 @@
 
 #include "proto.h"
 
+/* A notification received while waiting for something else. */
+struct queued_event {
+  mcpsig_event *ev;
+  struct queued_event *next;
+};
+
 struct mcpsig_client {
   int fd;
   int timeout_ms;
@@ -27,7 +33,13 @@ struct mcpsig_client {
   char err[512];
   unsigned char *rx;
   size_t rx_len, rx_cap;
+  struct queued_event *events, **events_tail;
+  size_t n_events;
 };
+
+/* Events a handle holds before the oldest are dropped: a subscriber that
+ * never asks for its events cannot make the library grow without bound. */
+#define MAX_QUEUED_EVENTS 1024
 
 /* A write buffer that wipes its old storage when it grows: requests may
  * carry bodies and, on import, private keys. */
@@ -158,6 +170,7 @@ int mcpsig_connect(mcpsig_client **ret_client, const char *path, int timeout_ms)
   c->fd = fd;
   c->timeout_ms = timeout_ms;
   c->next_msgid = 1;
+  c->events_tail = &c->events;
   *ret_client = c;
   return 0;
 }
@@ -167,6 +180,12 @@ mcpsig_client *mcpsig_close(mcpsig_client *c) {
     return NULL;
   if (c->fd >= 0)
     close(c->fd);
+  while (c->events) {
+    struct queued_event *q = c->events;
+    c->events = q->next;
+    mcpsig_event_free(q->ev);
+    free(q);
+  }
   if (c->rx) {
     sodium_memzero(c->rx, c->rx_cap);
     free(c->rx);
@@ -249,6 +268,48 @@ static int agent_code(int64_t code) {
   }
 }
 
+/* Decodes a notification; NULL if it is not one this library knows. */
+static mcpsig_event *event_decode(const msgpack_object *m) {
+  const msgpack_object *f = m->via.array.ptr;
+  size_t n = strlen(PROTO_ROTATION_NOTIFICATION);
+  if (f[1].type != MSGPACK_OBJECT_STR || f[1].via.str.size != n ||
+      memcmp(f[1].via.str.ptr, PROTO_ROTATION_NOTIFICATION, n) != 0 || f[2].type != MSGPACK_OBJECT_ARRAY ||
+      f[2].via.array.size != 1)
+    return NULL;
+  struct proto_rotation_event e;
+  msgpack_zone *zone = msgpack_zone_new(1024);
+  mcpsig_event *ev = calloc(1, sizeof(*ev));
+  if (!zone || !ev || proto_decode(&proto_rotation_event_schema, &f[2].via.array.ptr[0], zone, &e, 0, NULL, 0) < 0) {
+    msgpack_zone_free(zone);
+    free(ev);
+    return NULL;
+  }
+  *ev = (mcpsig_event){ e.event, e.identity, e.origin, e.tag, e.old_keyid, e.new_keyid, zone };
+  return ev;
+}
+
+static void event_queue(mcpsig_client *c, const msgpack_object *m) {
+  mcpsig_event *ev = event_decode(m);
+  struct queued_event *q = ev ? calloc(1, sizeof(*q)) : NULL;
+  if (!q) {
+    mcpsig_event_free(ev);
+    return;
+  }
+  if (c->n_events >= MAX_QUEUED_EVENTS) {
+    struct queued_event *old = c->events;
+    c->events = old->next;
+    if (!c->events)
+      c->events_tail = &c->events;
+    mcpsig_event_free(old->ev);
+    free(old);
+    c->n_events--;
+  }
+  q->ev = ev;
+  *c->events_tail = q;
+  c->events_tail = &q->next;
+  c->n_events++;
+}
+
 /*
  * One request and its reply. On success the result is decoded into out with
  * strings in a new zone returned in *ret_zone (NULL schema: result ignored).
@@ -298,9 +359,10 @@ static int call(mcpsig_client *c, const char *method, const struct proto_schema 
     const msgpack_object *m = &up.data;
     const msgpack_object *f = m->type == MSGPACK_OBJECT_ARRAY ? m->via.array.ptr : NULL;
     if (f && m->via.array.size == 3 && f[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER && f[0].via.u64 == PROTO_NOTIFICATION) {
+      event_queue(c, m);
       msgpack_unpacked_destroy(&up);
       rx_consume(c, (size_t)n);
-      continue; /* notifications are for subscribers; a plain call skips them */
+      continue;
     }
     if (!f || m->via.array.size != 4 || f[0].type != MSGPACK_OBJECT_POSITIVE_INTEGER || f[0].via.u64 != PROTO_RESPONSE) {
       msgpack_unpacked_destroy(&up);
@@ -542,6 +604,7 @@ int mcpsig_sign_http(mcpsig_client *c, const mcpsig_sign_request *req, mcpsig_si
   p.label = req->label;
   p.components = (const char **)req->components;
   p.n_components = req->n_components;
+  p.key = req->key;
   int r = call(c, "sign.http", &proto_sign_params_schema, &p, &proto_sign_result_schema, &res, &zone);
   free(headers);
   if (r < 0)
@@ -569,4 +632,180 @@ int mcpsig_content_digest(const void *body, size_t len, char *buf, size_t size) 
   if (!buf || (!body && len))
     return -EINVAL;
   return proto_content_digest(body, len, buf, size);
+}
+
+/* ---- rotation ---- */
+
+/* A binding handed out alone carries the zone that holds its strings. */
+struct binding_box {
+  mcpsig_binding b; /* first, so a mcpsig_binding * is a struct binding_box * */
+  msgpack_zone *zone;
+};
+
+static int binding_result(msgpack_zone *zone, const struct proto_binding *pb, mcpsig_binding **ret_binding) {
+  if (!ret_binding) {
+    msgpack_zone_free(zone);
+    return 0;
+  }
+  struct binding_box *box = calloc(1, sizeof(*box));
+  if (!box) {
+    msgpack_zone_free(zone);
+    return -ENOMEM;
+  }
+  box->b = (mcpsig_binding){ pb->identity, pb->origin, pb->tag, pb->keyid, pb->alg, pb->state, pb->pending_keyid,
+                             (const char *const *)pb->retired, pb->n_retired };
+  box->zone = zone;
+  *ret_binding = &box->b;
+  return 0;
+}
+
+mcpsig_binding *mcpsig_binding_free(mcpsig_binding *b) {
+  if (b) {
+    struct binding_box *box = (struct binding_box *)(void *)b;
+    msgpack_zone_free(box->zone);
+    free(box);
+  }
+  return NULL;
+}
+
+static int rotate_call(mcpsig_client *c, const char *method, const char *identity, const char *origin,
+                       mcpsig_binding **ret_binding) {
+  struct proto_rotate_params p = { identity, origin };
+  struct proto_binding res;
+  msgpack_zone *zone = NULL;
+  int r = call(c, method, &proto_rotate_params_schema, &p, &proto_binding_schema, &res, &zone);
+  return r < 0 ? r : binding_result(zone, &res, ret_binding);
+}
+
+int mcpsig_rotate_begin(mcpsig_client *c, const char *identity, const char *origin, mcpsig_binding **ret_binding) {
+  return rotate_call(c, "rotate.begin", identity, origin, ret_binding);
+}
+
+int mcpsig_rotate_commit(mcpsig_client *c, const char *identity, const char *origin, mcpsig_binding **ret_binding) {
+  return rotate_call(c, "rotate.commit", identity, origin, ret_binding);
+}
+
+int mcpsig_rotate_abort(mcpsig_client *c, const char *identity, const char *origin, mcpsig_binding **ret_binding) {
+  return rotate_call(c, "rotate.abort", identity, origin, ret_binding);
+}
+
+int mcpsig_rotate_status(mcpsig_client *c, const char *identity, const char *origin, mcpsig_binding **ret_binding) {
+  return rotate_call(c, "rotate.status", identity, origin, ret_binding);
+}
+
+int mcpsig_sign_rotate(mcpsig_client *c, const mcpsig_rotate_request *req, mcpsig_rotate_signature **ret_sig) {
+  struct proto_rotate_sign_params p;
+  struct proto_rotate_sign_result res;
+  msgpack_zone *zone = NULL;
+  struct proto_pair *headers = NULL;
+
+  if (!req || !ret_sig)
+    return set_error(c, -EINVAL, NULL);
+  memset(&p, 0, sizeof(p));
+  p.identity = req->identity;
+  p.origin = req->origin;
+  p.uri = req->uri;
+  p.id = (struct proto_scalar){ req->id_str, req->id_num };
+  p.has_id = true;
+  if (req->n_headers > 0) {
+    headers = calloc(req->n_headers, sizeof(*headers));
+    if (!headers)
+      return set_error(c, -ENOMEM, NULL);
+    for (size_t i = 0; i < req->n_headers; i++)
+      headers[i] = (struct proto_pair){ req->headers[i].name, req->headers[i].value };
+  }
+  p.headers = headers;
+  p.n_headers = req->n_headers;
+  int r = call(c, "sign.rotate", &proto_rotate_sign_params_schema, &p, &proto_rotate_sign_result_schema, &res, &zone);
+  free(headers);
+  if (r < 0)
+    return r;
+  mcpsig_rotate_signature *s = calloc(1, sizeof(*s));
+  unsigned char *body = msgpack_zone_malloc(zone, res.body_len + 1);
+  if (!s || !body) {
+    free(s);
+    msgpack_zone_free(zone);
+    return -ENOMEM;
+  }
+  /* The body pointed into the receive buffer; keep a copy with the rest. */
+  memcpy(body, res.body, res.body_len);
+  body[res.body_len] = '\0';
+  *s = (mcpsig_rotate_signature){ body, res.body_len, res.headers.content_digest, res.headers.signature_input,
+                                  res.headers.signature, res.headers.signature_agent, res.tag, res.keyid,
+                                  res.new_keyid, res.new_jwk, res.created, zone };
+  *ret_sig = s;
+  return 0;
+}
+
+mcpsig_rotate_signature *mcpsig_rotate_signature_free(mcpsig_rotate_signature *s) {
+  if (s) {
+    msgpack_zone_free(s->internal_);
+    free(s);
+  }
+  return NULL;
+}
+
+/* ---- notifications ---- */
+
+int mcpsig_subscribe(mcpsig_client *c) {
+  char empty = 0;
+  return call(c, "subscribe", &proto_empty_schema, &empty, NULL, NULL, NULL);
+}
+
+int mcpsig_event_next(mcpsig_client *c, int timeout_ms, mcpsig_event **ret_event) {
+  if (!c || !ret_event)
+    return -EINVAL;
+  c->err[0] = '\0';
+  int64_t deadline = timeout_ms < 0 ? INT64_MAX : now_ms() + timeout_ms;
+  for (;;) {
+    if (c->events) {
+      struct queued_event *q = c->events;
+      c->events = q->next;
+      if (!c->events)
+        c->events_tail = &c->events;
+      c->n_events--;
+      *ret_event = q->ev;
+      free(q);
+      return 0;
+    }
+    if (c->fd < 0)
+      return set_error(c, MCPSIG_ECLOSED, NULL);
+    /* Only notifications arrive unasked, so a timeout here, unlike one in
+     * the middle of a call, leaves the stream where it was: the handle
+     * stays open, and a partial message stays buffered. */
+    ssize_t n = recv_message(c, deadline);
+    if (n < 0) {
+      if (n == MCPSIG_ETIMEDOUT)
+        return set_error(c, MCPSIG_ETIMEDOUT, "no event came in time");
+      close(c->fd);
+      c->fd = -1;
+      return (int)n;
+    }
+    msgpack_unpacked up;
+    size_t off = 0;
+    msgpack_unpacked_init(&up);
+    int ur = msgpack_unpack_next(&up, (const char *)c->rx, (size_t)n, &off);
+    const msgpack_object *m = &up.data;
+    bool notification = ur == MSGPACK_UNPACK_SUCCESS && m->type == MSGPACK_OBJECT_ARRAY && m->via.array.size == 3 &&
+                        m->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+                        m->via.array.ptr[0].via.u64 == PROTO_NOTIFICATION;
+    if (notification)
+      event_queue(c, m);
+    msgpack_unpacked_destroy(&up);
+    rx_consume(c, (size_t)n);
+    if (!notification) {
+      /* A nil-msgid error (the agent is closing us) or garbage. */
+      close(c->fd);
+      c->fd = -1;
+      return set_error(c, MCPSIG_EPROTO, "the agent sent something other than a notification");
+    }
+  }
+}
+
+mcpsig_event *mcpsig_event_free(mcpsig_event *ev) {
+  if (ev) {
+    msgpack_zone_free(ev->internal_);
+    free(ev);
+  }
+  return NULL;
 }

@@ -10,6 +10,7 @@
 
 #include "agent.h"
 #include "errmsg.h"
+#include "log.h"
 #include "mcpsig.h"
 #include "proto.h"
 
@@ -272,6 +273,81 @@ int agent_binding_remove(struct agent *a, struct identity *id, const char *origi
     return r;
   table_unlink(a, b);
   binding_free(a, b);
+  return 0;
+}
+
+/* ---- rotation ---- */
+
+int agent_rotate_begin(struct agent *a, struct binding *b, char *err, size_t errlen) {
+  int r;
+
+  if (b->has_pending)
+    return errmsg(err, errlen, MCPSIG_EROTATING,
+                  "a rotation of %s for %s is already pending with new key %s; commit or abort it first",
+                  b->identity->name, b->origin, b->pending.keyid);
+  if ((r = key_generate(a->pool, b->active.alg, &b->pending)) < 0)
+    return r;
+  b->has_pending = true;
+  b->pending_created = agent_now(a);
+  /* Invariant 1: the new key is on disk before anything signed with it
+   * can leave the agent. */
+  if ((r = keystore_pending_write(a->ks, a->pool, b, err, errlen)) < 0) {
+    (void)keystore_pending_discard(a->ks, b->identity->name, b->origin, NULL, 0);
+    key_destroy(a->pool, &b->pending);
+    b->has_pending = false;
+    return r;
+  }
+  return 0;
+}
+
+static int no_rotation(const struct binding *b, char *err, size_t errlen) {
+  return errmsg(err, errlen, MCPSIG_ENOROTATION, "no rotation is pending for %s %s; start one with rotate.begin (mcpsig rotate --begin)",
+                b->identity->name, b->origin);
+}
+
+int agent_rotate_commit(struct agent *a, struct binding *b, char *err, size_t errlen) {
+  if (!b->has_pending)
+    return no_rotation(b, err, errlen);
+  char **retired = realloc(b->retired, (b->n_retired + 1) * sizeof(*retired));
+  if (!retired)
+    return -ENOMEM;
+  b->retired = retired;
+  if (!(retired[b->n_retired] = strdup(b->active.keyid)))
+    return -ENOMEM;
+  struct key old = b->active;
+  b->active = b->pending;
+  b->has_pending = false;
+  b->n_retired++;
+  /* The binding file now names k2 and retires k1 in one atomic rename; a
+   * crash before it leaves PENDING(k1, k2), after it ACTIVE(k2). */
+  int r = keystore_binding_write(a->ks, a->pool, b, err, errlen);
+  if (r < 0) {
+    b->n_retired--;
+    free(retired[b->n_retired]);
+    b->pending = b->active;
+    b->active = old;
+    b->has_pending = true;
+    return r;
+  }
+  key_destroy(a->pool, &old);
+  memset(&b->pending, 0, sizeof(b->pending));
+  /* The commit is durable already; a pending file left behind holds the
+   * active key, and the next load removes it. */
+  char why[256];
+  if (keystore_pending_discard(a->ks, b->identity->name, b->origin, why, sizeof(why)) < 0)
+    log_msg(LOG_WARNING, "%s (the next start removes it)", why);
+  return 0;
+}
+
+int agent_rotate_abort(struct agent *a, struct binding *b, char *err, size_t errlen) {
+  if (!b->has_pending)
+    return no_rotation(b, err, errlen);
+  int r = keystore_pending_discard(a->ks, b->identity->name, b->origin, err, errlen);
+  if (r < 0)
+    return r;
+  key_destroy(a->pool, &b->pending);
+  memset(&b->pending, 0, sizeof(b->pending));
+  b->has_pending = false;
   return 0;
 }
 

@@ -14,6 +14,8 @@
 #include "keypool.h"
 #include "keystore.h"
 
+struct proto_rotation_event;
+
 struct agent {
   struct keystore *ks;
   struct keypool *pool;
@@ -25,6 +27,10 @@ struct agent {
   unsigned char hash_key[crypto_shorthash_KEYBYTES];
   uint64_t n_signatures;
   int64_t started;
+  /* Called after every rotation begin, commit and abort (the server tells
+   * its subscribers). May be NULL. */
+  void (*notify)(void *data, const struct proto_rotation_event *ev);
+  void *notify_data;
 #ifdef MCPSIG_TEST_HOOKS
   /* Test builds only: a fixed clock and nonce source, so the known-answer
    * vectors can run through the real dispatcher. Nothing on the wire can
@@ -59,6 +65,20 @@ int agent_binding_import(struct agent *a, struct identity *id, const char *origi
                          const unsigned char *seed, size_t seed_len, struct binding **ret_binding, char *err,
                          size_t errlen);
 int agent_binding_remove(struct agent *a, struct identity *id, const char *origin, char *err, size_t errlen);
+
+/*
+ * The rotation state machine of a binding (see binding.h). Each step is
+ * durable before it returns, and on failure the binding is as it was:
+ *  - begin: a new key of the same type becomes the pending key, written to
+ *    its own file; MCPSIG_EROTATING if one is already pending;
+ *  - commit: the pending key becomes the active key and the old keyid is
+ *    retired, in one atomic rewrite of the binding; then the pending file
+ *    goes. MCPSIG_ENOROTATION if nothing is pending;
+ *  - abort: the pending key's file is discarded, then the key is wiped.
+ */
+int agent_rotate_begin(struct agent *a, struct binding *b, char *err, size_t errlen);
+int agent_rotate_commit(struct agent *a, struct binding *b, char *err, size_t errlen);
+int agent_rotate_abort(struct agent *a, struct binding *b, char *err, size_t errlen);
 
 /* All bindings sorted by identity then origin; free the array with free(). */
 int agent_bindings_sorted(struct agent *a, struct binding ***ret_list, size_t *ret_n);

@@ -26,7 +26,7 @@
 
 struct call {
   struct agent *a;
-  const struct dispatch_peer *peer;
+  struct dispatch_peer *peer;
   const msgpack_object *msgid;
   const msgpack_object *params;
   msgpack_zone *zone;
@@ -388,7 +388,8 @@ static int m_sign_http(struct call *c) {
   b = agent_binding_find(c->a, id, origin);
   bool want_pending = p.key && strcmp(p.key, "pending") == 0;
   if (want_pending && (!b || !b->has_pending)) {
-    r = set_err(c, MCPSIG_EPARAM, "no rotation is pending for %s %s, so there is no pending key", id->name, origin);
+    r = set_err(c, MCPSIG_ENOROTATION, "no rotation is pending for %s %s, so there is no pending key", id->name,
+                origin);
     goto out;
   }
   /* Everything the server asked for is checked before a first contact
@@ -454,6 +455,192 @@ out:
   return r;
 }
 
+/* ---- rotation ---- */
+
+static void notify(struct call *c, const char *event, const struct binding *b, const char *old_keyid,
+                   const char *new_keyid) {
+  struct proto_rotation_event ev = { event, b->identity->name, b->origin, b->tag, old_keyid, new_keyid };
+  log_rotation(c->peer, event, b, old_keyid, new_keyid);
+  if (c->a->notify)
+    c->a->notify(c->a->notify_data, &ev);
+}
+
+/* The binding a rotation method names; rotations never create one. */
+static int rotate_target(struct call *c, const char *identity, const char *url, struct binding **ret) {
+  struct identity *id = NULL;
+  char origin[MCPSIG_MAX_ORIGIN_LEN + 1];
+  int r;
+  if ((r = identity_resolve(c, identity, &id)) < 0 || (r = origin_resolve(c, url, origin)) < 0)
+    return r;
+  *ret = agent_binding_find(c->a, id, origin);
+  if (!*ret)
+    return set_err(c, MCPSIG_ENOBINDING, "%s has no binding for %s, so there is no key to rotate", id->name, origin);
+  return 0;
+}
+
+static int binding_reply(struct call *c, struct binding *b) {
+  struct proto_binding res;
+  binding_describe(b, &res);
+  return reply_result(c, &proto_binding_schema, &res);
+}
+
+static int m_rotate(struct call *c, const char *step) {
+  struct proto_rotate_params p;
+  struct binding *b = NULL;
+  char old_keyid[KEY_KEYID_LEN + 1], new_keyid[KEY_KEYID_LEN + 1];
+  int r;
+
+  if ((r = decode(c, &proto_rotate_params_schema, &p)) < 0 || (r = rotate_target(c, p.identity, p.origin, &b)) < 0)
+    return reply_error(c, r);
+  memcpy(old_keyid, b->active.keyid, sizeof(old_keyid));
+  snprintf(new_keyid, sizeof(new_keyid), "%s", b->has_pending ? b->pending.keyid : "");
+  if (strcmp(step, "status") == 0)
+    return binding_reply(c, b);
+  if (strcmp(step, "begin") == 0) {
+    if ((r = agent_rotate_begin(c->a, b, c->err, sizeof(c->err))) < 0)
+      return reply_error(c, r);
+    notify(c, step, b, old_keyid, b->pending.keyid);
+  } else if (strcmp(step, "commit") == 0) {
+    if ((r = agent_rotate_commit(c->a, b, c->err, sizeof(c->err))) < 0)
+      return reply_error(c, r);
+    notify(c, step, b, old_keyid, new_keyid);
+  } else {
+    if ((r = agent_rotate_abort(c->a, b, c->err, sizeof(c->err))) < 0)
+      return reply_error(c, r);
+    notify(c, step, b, old_keyid, new_keyid);
+  }
+  return binding_reply(c, b);
+}
+
+static int m_rotate_begin(struct call *c) { return m_rotate(c, "begin"); }
+static int m_rotate_commit(struct call *c) { return m_rotate(c, "commit"); }
+static int m_rotate_abort(struct call *c) { return m_rotate(c, "abort"); }
+static int m_rotate_status(struct call *c) { return m_rotate(c, "status"); }
+
+/*
+ * The agent writes the rotateKey body itself from the pending key, so
+ * sig-new can only ever cover a body announcing that key: a host cannot
+ * obtain sig-new over a newKey of its choosing.
+ */
+static int rotate_body(struct call *c, const struct proto_scalar *id, const char *new_jwk, char **ret_body) {
+  json_error_t jerr;
+  json_t *jwk = json_loads(new_jwk, 0, &jerr);
+  json_t *jid = id->str ? json_string(id->str) : json_integer((json_int_t)id->num);
+  if (!jwk || !jid) {
+    json_decref(jwk);
+    json_decref(jid);
+    return jid ? MCPSIG_EINTERNAL : set_err(c, MCPSIG_EPARAM, "sign.rotate: id is not valid UTF-8");
+  }
+  json_t *o = json_pack("{s:s, s:o, s:s, s:{s:o}}", "jsonrpc", "2.0", "id", jid, "method", "signatures/rotateKey",
+                        "params", "newKey", jwk);
+  if (!o)
+    return -ENOMEM;
+  *ret_body = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  return *ret_body ? 0 : -ENOMEM;
+}
+
+static int m_sign_rotate(struct call *c) {
+  struct proto_rotate_sign_params p;
+  struct httpsig_request req;
+  struct httpsig_plan plan;
+  struct binding *b = NULL;
+  struct proto_pair *headers = NULL;
+  struct sign_out old = { BUF_INIT, BUF_INIT, "" }, new = { BUF_INIT, BUF_INIT, "" };
+  struct buf input = BUF_INIT, signature = BUF_INIT;
+  char digest[MCPSIG_CONTENT_DIGEST_LEN];
+  char *body = NULL, *signature_agent = NULL;
+  const char *jwks[2];
+  int r;
+
+  memset(&plan, 0, sizeof(plan));
+  if ((r = decode(c, &proto_rotate_sign_params_schema, &p)) < 0 ||
+      (r = httpsig_request_init(&req, "POST", p.uri, p.headers, p.n_headers, c->err, sizeof(c->err))) < 0 ||
+      (r = rotate_target(c, p.identity, p.origin ? p.origin : p.uri, &b)) < 0)
+    return reply_error(c, r);
+  if (!b->has_pending)
+    return reply_error(c, set_err(c, MCPSIG_ENOROTATION,
+                                  "no rotation is pending for %s %s; start one with rotate.begin (mcpsig rotate --begin)",
+                                  b->identity->name, b->origin));
+  for (size_t i = 0; i < p.n_headers; i++)
+    if (strcasecmp(p.headers[i].name, "content-digest") == 0 || strcasecmp(p.headers[i].name, "signature") == 0 ||
+        strcasecmp(p.headers[i].name, "signature-input") == 0 ||
+        strcasecmp(p.headers[i].name, "signature-agent") == 0)
+      return reply_error(c, set_err(c, MCPSIG_EPARAM, "sign.rotate: the agent writes the %s header itself",
+                                    p.headers[i].name));
+  if ((r = key_public_values(&b->active, &jwks[0], NULL)) < 0 ||
+      (r = key_public_values(&b->pending, &jwks[1], NULL)) < 0 || (r = rotate_body(c, &p.id, jwks[1], &body)) < 0 ||
+      (r = proto_content_digest(body, strlen(body), digest, sizeof(digest))) < 0 ||
+      (r = jwk_signature_agent_set(jwks, 2, &signature_agent)) < 0)
+    goto out;
+
+  headers = calloc(p.n_headers + 1, sizeof(*headers));
+  if (!headers) {
+    r = -ENOMEM;
+    goto out;
+  }
+  if (p.n_headers > 0)
+    memcpy(headers, p.headers, p.n_headers * sizeof(*headers));
+  headers[p.n_headers] = (struct proto_pair){ "content-digest", digest };
+  req.headers = headers;
+  req.n_headers = p.n_headers + 1;
+
+  /* Both signatures cover the full SEP set and share created and tag;
+   * each has its own nonce (SPEC-NOTES §9.9). */
+  int64_t created = agent_now(c->a);
+  if ((r = httpsig_plan_build(&req, NULL, "sig-old", NULL, 0, &plan, c->err, sizeof(c->err))) < 0 ||
+      (r = sign_one(c, &req, &plan, b, &b->active, created, &old)) < 0)
+    goto out;
+  snprintf(plan.label, sizeof(plan.label), "sig-new");
+  if ((r = sign_one(c, &req, &plan, b, &b->pending, created, &new)) < 0)
+    goto out;
+  if (strcmp(old.nonce, new.nonce) == 0) {
+    r = set_err(c, MCPSIG_EINTERNAL, "the random source gave one nonce twice; refusing to sign");
+    goto out;
+  }
+  if ((r = buf_printf(&input, "%s, %s", buf_cstr(&old.input), buf_cstr(&new.input))) < 0 ||
+      (r = buf_printf(&signature, "%s, %s", buf_cstr(&old.signature), buf_cstr(&new.signature))) < 0)
+    goto out;
+  c->a->n_signatures += 2;
+  log_signature(c->peer, b, &b->active, "sig-old");
+  log_signature(c->peer, b, &b->pending, "sig-new");
+
+  struct proto_rotate_sign_result res = {
+    .body = (const unsigned char *)body, .body_len = strlen(body), .has_body = true,
+    .headers = { digest, buf_cstr(&input), buf_cstr(&signature), signature_agent },
+    .has_headers = true,
+    .tag = b->tag, .keyid = b->active.keyid, .new_keyid = b->pending.keyid, .new_jwk = jwks[1],
+    .created = created,
+  };
+  r = reply_result(c, &proto_rotate_sign_result_schema, &res);
+out:
+  if (r < 0)
+    r = reply_error(c, r);
+  httpsig_plan_free(&plan);
+  buf_free(&old.input);
+  buf_free(&old.signature);
+  buf_free(&new.input);
+  buf_free(&new.signature);
+  buf_free(&input);
+  buf_free(&signature);
+  free(headers);
+  free(signature_agent);
+  if (body)
+    json_text_free(body);
+  return r;
+}
+
+/* ---- subscribe ---- */
+
+static int m_subscribe(struct call *c) {
+  char dummy;
+  int r = decode(c, &proto_empty_schema, &dummy);
+  if (r < 0)
+    return reply_error(c, r);
+  c->peer->subscribed = true;
+  return reply_result(c, &proto_empty_schema, NULL);
+}
+
 /* ---- the envelope ---- */
 
 static const struct {
@@ -467,9 +654,15 @@ static const struct {
   { "identity.remove", m_identity_remove },
   { "identity.import", m_identity_import },
   { "sign.http", m_sign_http },
+  { "rotate.begin", m_rotate_begin },
+  { "rotate.commit", m_rotate_commit },
+  { "rotate.abort", m_rotate_abort },
+  { "rotate.status", m_rotate_status },
+  { "sign.rotate", m_sign_rotate },
+  { "subscribe", m_subscribe },
 };
 
-int dispatch_message(struct agent *a, const struct dispatch_peer *peer, const msgpack_object *msg,
+int dispatch_message(struct agent *a, struct dispatch_peer *peer, const msgpack_object *msg,
                      msgpack_packer *pk) {
   struct call c = { .a = a, .peer = peer, .pk = pk };
   msgpack_zone zone;
@@ -519,7 +712,7 @@ bad_envelope:
   return MCPSIG_EPROTO;
 }
 
-ssize_t dispatch_bytes(struct agent *a, const struct dispatch_peer *peer, const unsigned char *buf, size_t len,
+ssize_t dispatch_bytes(struct agent *a, struct dispatch_peer *peer, const unsigned char *buf, size_t len,
                        msgpack_packer *pk) {
   size_t used = 0;
   while (used < len) {

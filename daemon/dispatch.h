@@ -5,6 +5,7 @@
 #ifndef MCPSIG_DISPATCH_H
 #define MCPSIG_DISPATCH_H
 
+#include <stdbool.h>
 #include <sys/types.h>
 #include <msgpack.h>
 
@@ -15,6 +16,7 @@ struct dispatch_peer {
   uid_t uid;
   const char *exe;      /* the peer's executable, for logs; may be NULL */
   unsigned long id;     /* connection number */
+  bool subscribed;      /* called subscribe: gets rotation notifications */
 };
 
 enum {
@@ -28,11 +30,11 @@ enum {
  * packed, an error reply with a nil msgid, when the envelope itself was not
  * a valid request).
  */
-int dispatch_message(struct agent *a, const struct dispatch_peer *peer, const msgpack_object *msg,
+int dispatch_message(struct agent *a, struct dispatch_peer *peer, const msgpack_object *msg,
                      msgpack_packer *pk);
 
 /* Frames, unpacks and dispatches every complete message in buf; for tests and the fuzzer. Returns bytes consumed or < 0 to close. */
-ssize_t dispatch_bytes(struct agent *a, const struct dispatch_peer *peer, const unsigned char *buf, size_t len,
+ssize_t dispatch_bytes(struct agent *a, struct dispatch_peer *peer, const unsigned char *buf, size_t len,
                        msgpack_packer *pk);
 
 #endif

@@ -41,7 +41,7 @@ void jwk_json_memory_install(void) {
 }
 
 /* Text from json_dumps() comes from jansson's allocator, whichever it is. */
-static void json_text_free(char *text) {
+void json_text_free(char *text) {
   json_malloc_t m;
   json_free_t f;
   json_get_alloc_funcs(&m, &f);
@@ -130,12 +130,23 @@ int jwk_public_json(const struct key *k, char **ret_json) {
 }
 
 int jwk_signature_agent(const char *jwk_json, char **ret_value) {
+  return jwk_signature_agent_set(&jwk_json, 1, ret_value);
+}
+
+int jwk_signature_agent_set(const char *const *jwk_json, size_t n, char **ret_value) {
   static const char prefix[] = "\"data:application/http-message-signatures-directory+json;base64,";
   json_error_t jerr;
-  json_t *jwk = json_loads(jwk_json, 0, &jerr);
-  if (!jwk)
-    return MCPSIG_EINTERNAL;
-  json_t *dir = json_pack("{s:[o]}", "keys", jwk);
+  json_t *keys = json_array();
+  if (!keys)
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    json_t *jwk = json_loads(jwk_json[i], 0, &jerr);
+    if (!jwk || json_array_append_new(keys, jwk) < 0) {
+      json_decref(keys);
+      return MCPSIG_EINTERNAL;
+    }
+  }
+  json_t *dir = json_pack("{s:o}", "keys", keys);
   if (!dir)
     return -ENOMEM;
   char *text = json_dumps(dir, JSON_COMPACT);

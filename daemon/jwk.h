@@ -16,6 +16,8 @@
  * start, before any other jansson use.
  */
 void jwk_json_memory_install(void);
+/* Frees text from json_dumps() through jansson's (wiping) allocator. */
+void json_text_free(char *text);
 
 /* The RFC 7638 thumbprint (base64url, 43 chars) of a JWK object of kty OKP, EC or RSA. */
 int jwk_thumbprint(const json_t *jwk, char out[KEY_KEYID_LEN + 1]);
@@ -32,6 +34,8 @@ int jwk_public_json(const struct key *k, char **ret_json);
  * RFC 4648 §4). Free with free().
  */
 int jwk_signature_agent(const char *jwk_json, char **ret_value);
+/* The same for a directory of n keys, in the order given. */
+int jwk_signature_agent_set(const char *const *jwk_json, size_t n, char **ret_value);
 
 /*
  * Parses a private JWK (kty OKP, crv Ed25519, d; x, if present, must match d)

@@ -55,3 +55,9 @@ void log_signature(const struct dispatch_peer *peer, const struct binding *b, co
            b->identity->name, b->origin, b->tag, k->keyid, label, (long)peer->pid, peer->exe ? peer->exe : "?");
   log_msg(LOG_DEBUG, "%s", line);
 }
+
+void log_rotation(const struct dispatch_peer *peer, const char *event, const struct binding *b, const char *old_keyid,
+                  const char *new_keyid) {
+  log_info(peer, "rotation %s: identity=%s origin=%s tag=%s old_keyid=%s new_keyid=%s", event, b->identity->name,
+           b->origin, b->tag, old_keyid, new_keyid);
+}

@@ -18,4 +18,7 @@ void log_binding_created(const struct dispatch_peer *peer, const struct binding 
 void log_signature(const struct dispatch_peer *peer, const struct binding *b, const struct key *k,
                    const char *label);
 
+void log_rotation(const struct dispatch_peer *peer, const char *event, const struct binding *b, const char *old_keyid,
+                  const char *new_keyid);
+
 #endif

@@ -260,6 +260,38 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   conn_send(c, w, false);
 }
 
+/*
+ * Sends a rotation event to every subscribed connection. A subscriber whose
+ * unread output is already at the backpressure limit is disconnected rather
+ * than buffered for without bound; it can reconnect and read rotate.status.
+ */
+static void server_notify(void *data, const struct proto_rotation_event *ev) {
+  struct server *srv = data;
+  for (struct conn *c = srv->conns; c; c = c->next) {
+    if (!c->peer.subscribed || c->closing)
+      continue;
+    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > SERVER_MAX_PENDING_OUT) {
+      log_info(&c->peer, "closing connection %lu: it does not read its notifications", c->peer.id);
+      conn_close(c);
+      continue;
+    }
+    struct write_req *w = write_req_new();
+    if (!w) {
+      conn_close(c);
+      continue;
+    }
+    msgpack_packer pk;
+    msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
+    if (proto_notification_encode(&pk, PROTO_ROTATION_NOTIFICATION, &proto_rotation_event_schema, ev) < 0) {
+      msgpack_sbuffer_destroy(&w->sb);
+      free(w);
+      conn_close(c);
+      continue;
+    }
+    conn_send(c, w, false);
+  }
+}
+
 static void peer_identify(struct conn *c, int fd) {
   char link[64];
   c->peer.exe = NULL;
@@ -350,6 +382,8 @@ int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const
   memset(srv, 0, sizeof(*srv));
   srv->loop = loop;
   srv->agent = agent;
+  agent->notify = server_notify;
+  agent->notify_data = srv;
   if ((r = server_socket_prepare(path, err, errlen)) < 0)
     return r;
   if (!(srv->path = strdup(path)))
@@ -386,6 +420,7 @@ void server_stop(struct server *srv) {
   if (srv->stopping)
     return;
   srv->stopping = true;
+  srv->agent->notify = NULL;
   if (!uv_is_closing((uv_handle_t *)&srv->listener))
     uv_close((uv_handle_t *)&srv->listener, NULL);
   for (struct conn *c = srv->conns; c; c = c->next)

@@ -128,6 +128,21 @@ static int field_decode(const struct proto_field *f, const msgpack_object *v, ms
     if (r < 0)
       return r;
     break;
+  case PT_SCALAR: {
+    struct proto_scalar *sc = FIELD_PTR(out, f->off);
+    if (v->type == MSGPACK_OBJECT_STR) {
+      r = str_copy(v, z, max ? max : MCPSIG_MAX_STR_LEN, &sc->str);
+      if (r < 0)
+        return fail(err, errlen, sname, f->name, str_error(r));
+    } else if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= INT64_MAX) {
+      sc->num = (int64_t)v->via.u64;
+    } else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
+      sc->num = v->via.i64;
+    } else {
+      return fail(err, errlen, sname, f->name, "expected a string or an integer");
+    }
+    break;
+  }
   }
   if (f->off_has != PROTO_NO_OFFSET)
     *(bool *)FIELD_PTR(out, f->off_has) = true;
@@ -259,6 +274,10 @@ static int field_encode(msgpack_packer *pk, const struct proto_field *f, const v
   }
   case PT_STRUCT:
     return proto_encode(pk, f->sub, FIELD_CPTR(in, f->off));
+  case PT_SCALAR: {
+    const struct proto_scalar *sc = FIELD_CPTR(in, f->off);
+    return sc->str ? proto_pack_str(pk, sc->str) : msgpack_pack_int64(pk, sc->num);
+  }
   }
   return -1;
 }
@@ -286,6 +305,14 @@ int proto_request_encode(msgpack_packer *pk, uint32_t msgid, const char *method,
   if (msgpack_pack_array(pk, 4) < 0 || msgpack_pack_int(pk, PROTO_REQUEST) < 0 ||
       msgpack_pack_uint32(pk, msgid) < 0 || proto_pack_str(pk, method) < 0 ||
       msgpack_pack_array(pk, 1) < 0)
+    return MCPSIG_EINTERNAL;
+  return proto_encode(pk, schema, params);
+}
+
+int proto_notification_encode(msgpack_packer *pk, const char *method, const struct proto_schema *schema,
+                              const void *params) {
+  if (msgpack_pack_array(pk, 3) < 0 || msgpack_pack_int(pk, PROTO_NOTIFICATION) < 0 ||
+      proto_pack_str(pk, method) < 0 || msgpack_pack_array(pk, 1) < 0)
     return MCPSIG_EINTERNAL;
   return proto_encode(pk, schema, params);
 }

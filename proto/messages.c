@@ -146,3 +146,48 @@ static const struct proto_field error_fields[] = {
 };
 SCHEMA(proto_error_schema, "error", S, error_fields);
 #undef S
+
+#define S struct proto_rotate_params
+static const struct proto_field rotate_params_fields[] = {
+  F_STR(S, identity, 0, ID_MAX),
+  F_STR(S, origin, PF_REQUIRED, 0),
+};
+SCHEMA(proto_rotate_params_schema, "params", S, rotate_params_fields);
+#undef S
+
+#define S struct proto_rotate_sign_params
+static const struct proto_field rotate_sign_params_fields[] = {
+  F_STR(S, identity, 0, ID_MAX),
+  F_STR(S, origin, 0, 0),
+  F_STR(S, uri, PF_REQUIRED, 0),
+  F_PAIRS(S, headers, 0, MCPSIG_MAX_HEADERS),
+  { "id", PT_SCALAR, offsetof(S, id), NO, offsetof(S, has_id), PF_REQUIRED, 256, NULL },
+};
+SCHEMA(proto_rotate_sign_params_schema, "params", S, rotate_sign_params_fields);
+#undef S
+
+#define S struct proto_rotate_sign_result
+static const struct proto_field rotate_sign_result_fields[] = {
+  F_BIN(S, body, PF_REQUIRED, 0),
+  { "headers", PT_STRUCT, offsetof(S, headers), NO, offsetof(S, has_headers), PF_REQUIRED, 0,
+    &proto_sign_headers_schema },
+  F_STR(S, tag, PF_REQUIRED, 0),
+  F_STR(S, keyid, PF_REQUIRED, 0),
+  F_STR(S, new_keyid, PF_REQUIRED, 0),
+  F_STR(S, new_jwk, PF_REQUIRED, 0),
+  F_INT(S, created, PF_REQUIRED),
+};
+SCHEMA(proto_rotate_sign_result_schema, "result", S, rotate_sign_result_fields);
+#undef S
+
+#define S struct proto_rotation_event
+static const struct proto_field rotation_event_fields[] = {
+  F_STR(S, event, PF_REQUIRED, 16),
+  F_STR(S, identity, PF_REQUIRED, 0),
+  F_STR(S, origin, PF_REQUIRED, 0),
+  F_STR(S, tag, PF_REQUIRED, 0),
+  F_STR(S, old_keyid, PF_REQUIRED, 0),
+  F_STR(S, new_keyid, PF_REQUIRED, 0),
+};
+SCHEMA(proto_rotation_event_schema, "event", S, rotation_event_fields);
+#undef S

@@ -73,6 +73,7 @@ typedef enum {
   PT_PAIRS,    /* struct proto_pair * + count: [[name, value], ...] */
   PT_STRUCTV,  /* array of maps of schema sub: void * + count */
   PT_STRUCT,   /* one nested map of schema sub, stored inline at off; present when has */
+  PT_SCALAR,   /* struct proto_scalar: a string or an integer (a JSON-RPC id); present when has */
 } proto_type;
 
 enum {
@@ -106,6 +107,11 @@ struct proto_schema {
 struct proto_pair {
   const char *name;
   const char *value;
+};
+
+struct proto_scalar {
+  const char *str;       /* the string, or NULL for the integer */
+  int64_t num;
 };
 
 enum {
@@ -243,6 +249,47 @@ struct proto_error {
   const char *message;
 };
 
+/* rotate.begin / rotate.commit / rotate.abort / rotate.status params; the result is a proto_binding. */
+struct proto_rotate_params {
+  const char *identity;
+  const char *origin;
+};
+
+/* sign.rotate params. */
+struct proto_rotate_sign_params {
+  const char *identity;
+  const char *origin;
+  const char *uri;
+  struct proto_pair *headers;
+  size_t n_headers;
+  struct proto_scalar id;
+  bool has_id;
+};
+
+struct proto_rotate_sign_result {
+  const unsigned char *body;
+  size_t body_len;
+  bool has_body;
+  struct proto_sign_headers headers;
+  bool has_headers;
+  const char *tag;
+  const char *keyid;
+  const char *new_keyid;
+  const char *new_jwk;
+  int64_t created;
+};
+
+/* The "rotation" notification: [2, "rotation", [event]]. */
+#define PROTO_ROTATION_NOTIFICATION "rotation"
+struct proto_rotation_event {
+  const char *event;
+  const char *identity;
+  const char *origin;
+  const char *tag;
+  const char *old_keyid;
+  const char *new_keyid;
+};
+
 extern const struct proto_schema proto_empty_schema;
 extern const struct proto_schema proto_hello_result_schema;
 extern const struct proto_schema proto_identity_params_schema;
@@ -253,6 +300,14 @@ extern const struct proto_schema proto_import_params_schema;
 extern const struct proto_schema proto_sign_params_schema;
 extern const struct proto_schema proto_sign_result_schema;
 extern const struct proto_schema proto_error_schema;
+extern const struct proto_schema proto_rotate_params_schema;
+extern const struct proto_schema proto_rotate_sign_params_schema;
+extern const struct proto_schema proto_rotate_sign_result_schema;
+extern const struct proto_schema proto_rotation_event_schema;
+
+/* A notification [2, method, [params]]. */
+int proto_notification_encode(msgpack_packer *pk, const char *method, const struct proto_schema *schema,
+                              const void *params);
 
 /* ---- shared helpers ------------------------------------------------------ */
 

@@ -67,7 +67,9 @@ extern "C" {
   XX(ECLOSED,    -1019, "the agent closed the connection")                        \
   XX(EALG,       -1020, "unsupported algorithm")                                  \
   XX(EBUSY,      -1021, "the agent is serving too many connections")              \
-  XX(EAGENT,     -1022, "the agent replied with an unknown error")
+  XX(EAGENT,     -1022, "the agent replied with an unknown error")              \
+  XX(EROTATING,  -1023, "a key rotation is already pending")                     \
+  XX(ENOROTATION,-1024, "no key rotation is pending")
 
 typedef enum {
 #define MCPSIG_ERRNO_ENUM(name, val, msg) MCPSIG_##name = (val),
@@ -221,6 +223,9 @@ typedef struct {
   const char *label;            /* NULL: "sig1" */
   const char *const *components;/* extra covered components, or NULL */
   size_t n_components;
+  const char *key;              /* NULL or "active"; "pending" signs with the
+                                   new key of a rotation in flight, to probe
+                                   whether the server already accepted it */
 } mcpsig_sign_request;
 
 typedef struct {
@@ -243,6 +248,93 @@ typedef struct {
 MCPSIG_EXTERN int mcpsig_sign_http(mcpsig_client *client, const mcpsig_sign_request *req,
                                    mcpsig_signature **ret_sig);
 MCPSIG_EXTERN mcpsig_signature *mcpsig_signature_free(mcpsig_signature *sig);
+
+/* ---- key rotation (SEP-2752 §3.4) -------------------------------------- */
+
+/*
+ * The rotation state machine of one binding: ACTIVE(k1) -> begin ->
+ * PENDING(k1, k2) -> commit -> ACTIVE(k2), or -> abort -> ACTIVE(k1). Each
+ * step is durable in the keystore before it returns. While PENDING, plain
+ * signatures still use k1. identity NULL means "default"; origin is any
+ * URL of the binding's origin. Each returns the binding's state after the
+ * step in *ret_binding (may be NULL), to free with mcpsig_binding_free().
+ *
+ * begin fails with MCPSIG_EROTATING when a rotation is already pending (the
+ * message names its key); commit and abort fail with MCPSIG_ENOROTATION
+ * when none is.
+ */
+MCPSIG_EXTERN int mcpsig_rotate_begin(mcpsig_client *client, const char *identity, const char *origin,
+                                      mcpsig_binding **ret_binding);
+MCPSIG_EXTERN int mcpsig_rotate_commit(mcpsig_client *client, const char *identity, const char *origin,
+                                       mcpsig_binding **ret_binding);
+MCPSIG_EXTERN int mcpsig_rotate_abort(mcpsig_client *client, const char *identity, const char *origin,
+                                      mcpsig_binding **ret_binding);
+MCPSIG_EXTERN int mcpsig_rotate_status(mcpsig_client *client, const char *identity, const char *origin,
+                                       mcpsig_binding **ret_binding);
+MCPSIG_EXTERN mcpsig_binding *mcpsig_binding_free(mcpsig_binding *binding);
+
+typedef struct {
+  const char *identity;         /* NULL: "default" */
+  const char *origin;           /* NULL: the origin of uri */
+  const char *uri;              /* the MCP endpoint, exactly as the POST is sent */
+  const mcpsig_header *headers; /* e.g. Mcp-Session-Id, MCP-Protocol-Version */
+  size_t n_headers;
+  const char *id_str;           /* the JSON-RPC id: a string, or, when NULL, */
+  int64_t id_num;               /* this number */
+} mcpsig_rotate_request;
+
+typedef struct {
+  const unsigned char *body;    /* the exact JSON-RPC request to send */
+  size_t body_len;
+  const char *content_digest;   /* the four header values to add */
+  const char *signature_input;  /* "sig-old=..., sig-new=..." */
+  const char *signature;
+  const char *signature_agent;  /* a JWKS holding the old and the new key */
+  const char *tag;              /* unchanged by the rotation */
+  const char *keyid;            /* the old (active) key */
+  const char *new_keyid;        /* the pending key, announced as newKey */
+  const char *new_jwk;          /* the pending key's public JWK */
+  int64_t created;
+  void *internal_;
+} mcpsig_rotate_signature;
+
+/*
+ * Builds and signs the signatures/rotateKey request of a pending rotation:
+ * {"jsonrpc":"2.0","id":ID,"method":"signatures/rotateKey",
+ *  "params":{"newKey":<public JWK of the pending key>}}, signed as sig-old by
+ * the active key and as sig-new by the pending key. The agent writes the
+ * body itself, so no caller can obtain sig-new over another key. Send the
+ * body unchanged with Content-Type: application/json.
+ */
+MCPSIG_EXTERN int mcpsig_sign_rotate(mcpsig_client *client, const mcpsig_rotate_request *req,
+                                     mcpsig_rotate_signature **ret_sig);
+MCPSIG_EXTERN mcpsig_rotate_signature *mcpsig_rotate_signature_free(mcpsig_rotate_signature *sig);
+
+/* ---- notifications ----------------------------------------------------- */
+
+typedef struct {
+  const char *event;            /* "begin", "commit" or "abort" */
+  const char *identity;
+  const char *origin;
+  const char *tag;
+  const char *old_keyid;        /* the key in use before the event */
+  const char *new_keyid;        /* the rotation's new key */
+  void *internal_;
+} mcpsig_event;
+
+/*
+ * Asks the agent to send this connection an event on every rotation begin,
+ * commit and abort, of every binding. Events that arrive during other calls
+ * on the handle are queued, never lost.
+ */
+MCPSIG_EXTERN int mcpsig_subscribe(mcpsig_client *client);
+
+/*
+ * The next event: from the queue, else waits up to timeout_ms (-1: forever)
+ * for one. MCPSIG_ETIMEDOUT when none came; the handle stays usable.
+ */
+MCPSIG_EXTERN int mcpsig_event_next(mcpsig_client *client, int timeout_ms, mcpsig_event **ret_event);
+MCPSIG_EXTERN mcpsig_event *mcpsig_event_free(mcpsig_event *event);
 
 /*
  * Computes the RFC 9530 Content-Digest field value, "sha-256=:<base64>:", of

@@ -7,27 +7,40 @@
 // bytes that are processed. A failed check gets 401 with an Accept-Signature
 // field, as SEP-2752 §3.3 describes.
 //
-// Usage: node mcp-server.mjs [PORT] [--lifetime SECONDS] [--json-response]
-// Prints "PORT <n>" on stdout once listening on 127.0.0.1. GET /__stats
-// returns the verification counters and a log of every /mcp request; it is
-// unauthenticated and exists only for tests.
+// Keys are bound to tags on first use: the first verified request carrying a
+// tag binds it to the key that signed it, and from then on that tag is only
+// accepted under that key. Sessions belong to the tag that initialized them,
+// so they survive a key rotation. `signatures/rotateKey` (SEP-2752 §3.4) is
+// answered here, not by the SDK: it moves a tag to a new key and retires the
+// old one.
+//
+// Usage: node mcp-server.mjs [PORT] [--lifetime SECONDS] [--json-response] [--sse-rotate]
+// Prints "PORT <n>" on stdout once listening on 127.0.0.1. These endpoints
+// are unauthenticated and exist only for tests:
+//   GET /__stats   verification counters, bindings, retired keys, rotations,
+//                  and a log of every /mcp request
+//   POST /__fault  {"rotate": MODE} makes the next rotateKey request fail in
+//                  one of the ways in ROTATE_FAULTS; {"reject_all": true}
+//                  answers every /mcp request with 503 until set to false
 
 import http from 'node:http';
 import crypto from 'node:crypto';
-import { serializeDictionary } from 'structured-headers';
+import { serializeDictionary, parseDictionary, isInnerList } from 'structured-headers';
 import { calculateJwkThumbprint } from 'jose';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { CallToolRequestSchema, ListToolsRequestSchema, isInitializeRequest } from '@modelcontextprotocol/sdk/types.js';
-import { verifyRequest } from './lib/verify.mjs';
+import { verifyRequest, algorithmForJwk, publicJwk, PRIVATE_MEMBERS } from './lib/verify.mjs';
 
 const args = process.argv.slice(2);
 let port = 0;
 let lifetimeSeconds = 300;
 let jsonResponse = false;
+let sseRotate = false;
 for (let i = 0; i < args.length; i += 1) {
   if (args[i] === '--lifetime') lifetimeSeconds = Number(args[++i]);
   else if (args[i] === '--json-response') jsonResponse = true;
+  else if (args[i] === '--sse-rotate') sseRotate = true;
   else if (/^\d+$/.test(args[i])) port = Number(args[i]);
   else {
     console.error(`mcp-server: unknown argument ${args[i]}`);
@@ -48,17 +61,106 @@ const stats = {
   unsigned: 0,
   invalid: 0,
   replayed: 0,
+  // Refusals for reason "retired" are counted here too: a retired key is one
+  // no tag is bound to any more. Each request entry names its own reason.
   unbound: 0,
   requests: [],
+  rotations: [],
 };
 
 const replayCache = new Map();
 const sessions = new Map();
+// tag -> { keyid, jwk }: the key each tag was first seen with, or the key a
+// rotation moved it to. Only public members are kept.
+const bindings = new Map();
+// Keyids replaced by a rotation; they are refused under any tag.
+const retired = new Set();
+
+// One-shot faults for the next signatures/rotateKey request, so that tests
+// can reach every outcome a client must handle, including not knowing it.
+const ROTATE_FAULTS = new Set(['drop-before', 'drop-after', 'error', 'http-403', 'http-500', 'sse']);
+let rotateFault = null;
+let rejectAll = false;
 
 function pruneReplayCache(now) {
   for (const [key, expiry] of replayCache) {
     if (expiry < now) replayCache.delete(key);
   }
+}
+
+// Claims each (tag, nonce) pair in order and returns those already seen. A
+// pair is recorded before the next one is checked, so two signatures of one
+// request that share a nonce are a replay (SPEC-NOTES §9 point 9).
+function claimNonces(labels) {
+  const now = Math.floor(Date.now() / 1000);
+  pruneReplayCache(now);
+  const replayed = [];
+  for (const l of labels) {
+    const pair = `${l.tag}\n${l.nonce}`;
+    if (replayCache.has(pair)) replayed.push(`(${l.tag}, ${l.nonce})`);
+    else replayCache.set(pair, now + REPLAY_WINDOW_SECONDS);
+  }
+  return replayed;
+}
+
+// The labels of a Signature-Input with their claimed keyid and tag, read
+// before verification only to choose keys. Nothing here is trusted; a field
+// that does not parse yields no labels and the verifier reports it.
+function peekLabels(headers) {
+  const out = new Map();
+  try {
+    for (const [label, member] of parseDictionary(headers['signature-input'] ?? '')) {
+      const params = isInnerList(member) ? member[1] : new Map();
+      const text = (name) => (typeof params.get(name) === 'string' ? params.get(name) : null);
+      out.set(label, { keyid: text('keyid'), tag: text('tag') });
+    }
+  } catch {
+    out.clear();
+  }
+  return out;
+}
+
+// A label whose tag is bound and whose keyid is the bound key is verified with
+// the bound key, whatever Signature-Agent says. Other labels are verified from
+// Signature-Agent and then refused by bindingProblems if their tag is bound
+// to another key.
+function boundKeysFor(peeked) {
+  const keys = {};
+  for (const [label, { keyid, tag }] of peeked) {
+    const binding = tag !== null ? bindings.get(tag) : undefined;
+    if (binding && binding.keyid === keyid) keys[label] = binding.jwk;
+  }
+  return keys;
+}
+
+// Checks verified labels against the bindings. Returns the refusal (reason
+// and errors) or null, and the bindings this request would create.
+function bindingProblems(labels) {
+  const fresh = new Map();
+  const errors = [];
+  let reason = null;
+  for (const [label, l] of Object.entries(labels)) {
+    if (retired.has(l.keyid)) {
+      errors.push(`${label}: key ${l.keyid} was retired by a key rotation`);
+      reason = 'retired';
+      continue;
+    }
+    const bound = bindings.get(l.tag) ?? fresh.get(l.tag);
+    if (!bound) fresh.set(l.tag, { keyid: l.keyid, jwk: publicJwk(l.jwk) });
+    else if (bound.keyid !== l.keyid) {
+      errors.push(`${label}: tag ${l.tag} is bound to key ${bound.keyid}, not ${l.keyid}`);
+      reason ??= 'unbound';
+    }
+  }
+  return { refusal: errors.length ? { reason, errors } : null, fresh };
+}
+
+function statsSnapshot() {
+  return {
+    ...stats,
+    bindings: Object.fromEntries([...bindings].map(([tag, b]) => [tag, b.keyid])),
+    retired: [...retired],
+  };
 }
 
 // The components this server wants for a given request (SEP-2752 §2.1): the

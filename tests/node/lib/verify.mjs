@@ -69,7 +69,7 @@ function toBuffer(body) {
 
 // The algorithm always comes from the key, never from a parameter
 // (RFC 9421 §3.2 step 6, §7.3.6).
-function algorithmForJwk(jwk) {
+export function algorithmForJwk(jwk) {
   if (jwk.kty === 'OKP' && jwk.crv === 'Ed25519') return { alg: 'ed25519', sigLen: 64 };
   if (jwk.kty === 'EC' && jwk.crv === 'P-256') return { alg: 'ecdsa-p256-sha256', sigLen: 64 };
   if (jwk.kty === 'EC' && jwk.crv === 'P-384') return { alg: 'ecdsa-p384-sha384', sigLen: 96 };
@@ -78,13 +78,13 @@ function algorithmForJwk(jwk) {
 
 // Only the public members are imported, so a JWK that leaks `d` still fails
 // the separate private-member check rather than silently working.
-function publicJwk(jwk) {
+export function publicJwk(jwk) {
   const out = { kty: jwk.kty, crv: jwk.crv, x: jwk.x };
   if (jwk.kty === 'EC') out.y = jwk.y;
   return out;
 }
 
-const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth'];
+export const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'oth'];
 
 // Decodes the base64 payload of a data: URI. RFC 2397 means the standard
 // alphabet with padding, while SEP-2752's prose says base64url; both are
@@ -272,9 +272,17 @@ function checkContentDigest(headers, body, errors) {
  *                      server, not the client, chose it
  *   jwk                explicit public JWK to verify with, instead of the
  *                      Signature-Agent directory
+ *   keys               { label: JWK }: the only key a listed label may be
+ *                      verified with, whatever `jwk` or Signature-Agent say
+ *                      (a rotation checks sig-old against the bound key and
+ *                      sig-new against params.newKey); null means no key is
+ *                      acceptable for that label. Unlisted labels use `jwk`
+ *                      or the directory as usual.
+ *   expectLabels       exact set of labels the request must carry
  *   now                verifier clock in Unix seconds
  *
- * Returns { ok, errors, labels, signatureAgent }.
+ * Returns { ok, errors, labels, signatureAgent }. Each labels[label] also has
+ * its own `errors`, so a caller can tell which signature failed.
  */
 export async function verifyRequest(request, options = {}) {
   const errors = [];
@@ -328,6 +336,17 @@ export async function verifyRequest(request, options = {}) {
   if (options.requireLabel && !inputs.has(options.requireLabel)) {
     errors.push(`required label ${options.requireLabel} is absent (labels: ${[...inputs.keys()].join(', ') || 'none'})`);
   }
+  if (options.expectLabels) {
+    const present = [...inputs.keys()].join(', ') || 'none';
+    for (const label of options.expectLabels) {
+      if (!inputs.has(label)) errors.push(`label ${label} is absent (labels: ${present})`);
+    }
+    for (const label of inputs.keys()) {
+      if (!options.expectLabels.includes(label)) errors.push(`label ${label} is not expected here (expected: ${options.expectLabels.join(', ')})`);
+    }
+  }
+  const labelKeys = options.keys ?? {};
+  const hasLabelKey = (label) => Object.prototype.hasOwnProperty.call(labelKeys, label);
 
   // Key sources: an explicit JWK, else the Signature-Agent directory.
   let directoryKeys = null;
@@ -340,25 +359,29 @@ export async function verifyRequest(request, options = {}) {
       errors.push(`Signature-Agent: ${e.message}`);
     }
   }
-  const keyPool = [];
-  for (const jwk of options.jwk ? [options.jwk] : directoryKeys ?? []) {
-    if (!jwk || typeof jwk !== 'object') continue;
+  const poolEntry = async (jwk, report) => {
     const info = algorithmForJwk(jwk);
     let thumbprint = null;
     try {
       thumbprint = info ? await calculateJwkThumbprint(publicJwk(jwk), 'sha256') : null;
     } catch (e) {
-      errors.push(`JWK thumbprint failed: ${e.message}`);
+      report(`JWK thumbprint failed: ${e.message}`);
     }
-    keyPool.push({ jwk, info, thumbprint });
+    return { jwk, info, thumbprint };
+  };
+  const keyPool = [];
+  for (const jwk of options.jwk ? [options.jwk] : directoryKeys ?? []) {
+    if (!jwk || typeof jwk !== 'object') continue;
+    keyPool.push(await poolEntry(jwk, (msg) => errors.push(msg)));
   }
-  if (!options.jwk && directoryKeys === null) {
+  const needsPool = [...inputs.keys()].some((label) => !hasLabelKey(label));
+  if (needsPool && !options.jwk && directoryKeys === null) {
     errors.push('no key: no Signature-Agent header and no explicit JWK');
   }
   // A Signature-Agent that announces a different key than the one used is a
   // mismatch even when an explicit key is supplied (SPEC-NOTES §9 point 10).
   const directoryThumbprints = new Set();
-  if (options.jwk && directoryKeys) {
+  if ((options.jwk || options.keys) && directoryKeys) {
     for (const jwk of directoryKeys) {
       if (jwk && typeof jwk === 'object' && algorithmForJwk(jwk)) {
         try {
@@ -374,8 +397,11 @@ export async function verifyRequest(request, options = {}) {
   const required = [...BASE_COMPONENTS, ...presentConditional];
 
   for (const [label, input] of inputs) {
-    const fail = (msg) => errors.push(`${label}: ${msg}`);
-    const info = { keyid: null, tag: null, nonce: null, components: [], created: null, params: [], paramValues: {}, alg: null, base: null, jwk: null };
+    const info = { keyid: null, tag: null, nonce: null, components: [], created: null, params: [], paramValues: {}, alg: null, base: null, jwk: null, errors: [] };
+    const fail = (msg) => {
+      errors.push(`${label}: ${msg}`);
+      info.errors.push(msg);
+    };
     labels[label] = info;
 
     if (!isInnerList(input)) {
@@ -457,12 +483,22 @@ export async function verifyRequest(request, options = {}) {
     // Key: the keyid must be the RFC 7638 thumbprint of the key that verifies.
     const sigMember = signatures.get(label);
     let key = null;
-    if (typeof keyid === 'string') {
-      key = keyPool.find((k) => k.thumbprint === keyid) ?? null;
+    let pool = keyPool;
+    let poolName = options.jwk ? 'the supplied JWK' : 'any Signature-Agent key';
+    const explicit = hasLabelKey(label) || Boolean(options.jwk);
+    if (hasLabelKey(label)) {
+      const jwk = labelKeys[label];
+      pool = jwk && typeof jwk === 'object' ? [await poolEntry(jwk, fail)] : [];
+      poolName = `the key supplied for ${label}`;
+      if (!pool.length) fail(`no key is acceptable for ${label}`);
+    }
+    const refused = hasLabelKey(label) && !pool.length;
+    if (typeof keyid === 'string' && !refused) {
+      key = pool.find((k) => k.thumbprint === keyid) ?? null;
       if (!key) {
-        const known = keyPool.map((k) => k.thumbprint).filter(Boolean);
-        fail(`"keyid" ${keyid} is not the RFC 7638 thumbprint of ${options.jwk ? 'the supplied JWK' : 'any Signature-Agent key'} (thumbprints: ${known.join(', ') || 'none'})`);
-      } else if (options.jwk && directoryKeys && !directoryThumbprints.has(keyid)) {
+        const known = pool.map((k) => k.thumbprint).filter(Boolean);
+        fail(`"keyid" ${keyid} is not the RFC 7638 thumbprint of ${poolName} (thumbprints: ${known.join(', ') || 'none'})`);
+      } else if (explicit && directoryKeys && !directoryThumbprints.has(keyid)) {
         fail('Signature-Agent announces a different key than the one the signature was checked with');
       }
     }
