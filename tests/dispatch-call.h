@@ -31,7 +31,6 @@ static inline int dcall(struct agent *a, const char *method, const struct proto_
   static uint32_t msgid = 1;
   msgpack_sbuffer req, rep;
   msgpack_packer pk;
-  struct dispatch_peer peer = { getpid(), getuid(), "test", 1 };
   char dummy = 0;
 
   memset(r, 0, sizeof(*r));
@@ -42,7 +41,6 @@ static inline int dcall(struct agent *a, const char *method, const struct proto_
   proto_request_encode(&pk, msgid++, method, ps ? ps : &proto_empty_schema, params ? params : &dummy);
   msgpack_packer_init(&pk, &rep, msgpack_sbuffer_write);
   ssize_t used = dispatch_bytes(a, NULL, (const unsigned char *)req.data, req.size, &pk);
-  (void)peer;
   msgpack_unpacked up;
   size_t off = 0;
   msgpack_unpacked_init(&up);

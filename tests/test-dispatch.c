@@ -134,7 +134,7 @@ int main(void) {
   bad = sp;
   bad.key = "pending";
   ok(a.n_bindings == 0, "no binding exists yet");
-  refused(&bad, MCPSIG_EPARAM, "no rotation is pending", "key \"pending\" without a pending rotation");
+  refused(&bad, MCPSIG_ENOROTATION, "no rotation is pending", "key \"pending\" without a pending rotation");
   ok(a.n_bindings == 0, "and it created no binding");
   bad.key = "newest";
   refused(&bad, MCPSIG_EPARAM, "active", "an unknown key selector");

@@ -240,6 +240,21 @@ function rpcMethods(parsed) {
   return list.filter((m) => m && typeof m === 'object').map((m) => m.method ?? (m.result !== undefined ? 'result' : 'error'));
 }
 
+function isObject(value) {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+function rpcResponse(res, message, sse, extraHeaders = {}) {
+  const text = JSON.stringify(message);
+  if (!sse) {
+    sendJson(res, 200, message, extraHeaders);
+    return;
+  }
+  const event = `event: message\ndata: ${text}\n\n`;
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', 'content-length': Buffer.byteLength(event), ...extraHeaders });
+  res.end(event);
+}
+
 async function handleMcp(req, res) {
   const entry = {
     seq: stats.requests.length + 1,
@@ -252,6 +267,9 @@ async function handleMcp(req, res) {
     reason: null,
     errors: [],
     labels: {},
+    keyids: [],
+    tag: null,
+    at: null,
     status: null,
   };
   stats.requests.push(entry);
@@ -266,6 +284,12 @@ async function handleMcp(req, res) {
     entry.reason = 'body';
     entry.errors = [e.message];
     if (!res.headersSent) sendJson(res, e.status ?? 400, { error: 'bad_request', message: e.message });
+    return;
+  }
+
+  if (rejectAll) {
+    entry.reason = 'unavailable';
+    sendJson(res, 503, { error: 'unavailable', message: 'server is refusing all requests (test fault)' });
     return;
   }
 
@@ -287,44 +311,62 @@ async function handleMcp(req, res) {
     }
   }
 
-  const reject = (reason, errors, extra = {}) => {
+  const reject = (reason, errors) => {
     entry.reason = reason;
     entry.errors = errors;
     stats.rejected += 1;
-    stats[reason] += 1;
+    stats[reason === 'retired' ? 'unbound' : reason] += 1;
     console.error(`mcp-server: #${entry.seq} ${req.method} rejected (${reason}): ${errors.join('; ')}`);
-    sendJson(res, 401, { error: reason === 'unsigned' ? 'signature_required' : 'invalid_signature', reason, errors, ...extra },
+    sendJson(res, 401, { error: reason === 'unsigned' ? 'signature_required' : 'invalid_signature', reason, errors },
       { 'accept-signature': acceptSignatureFor(headers) });
   };
 
-  const result = await verifyRequest({ method: req.method, url: entry.url, headers, body });
-  for (const [label, info] of Object.entries(result.labels)) {
-    entry.labels[label] = { components: info.components, params: info.params, keyid: info.keyid, tag: info.tag, nonce: info.nonce, created: info.created };
-  }
-  if (!result.ok) {
+  const verify = async (options) => {
+    const result = await verifyRequest({ method: req.method, url: entry.url, headers, body }, options);
+    entry.at = Date.now();
+    for (const [label, info] of Object.entries(result.labels)) {
+      entry.labels[label] = { components: info.components, params: info.params, keyid: info.keyid, tag: info.tag, nonce: info.nonce, created: info.created };
+    }
+    entry.tag = Object.values(result.labels).find((l) => l.tag !== null)?.tag ?? null;
+    if (result.ok) entry.keyids = Object.values(result.labels).map((l) => l.keyid);
     const unsigned = headers['signature-input'] === undefined && headers.signature === undefined;
+    return { result, unsigned };
+  };
+
+  const ctx = { req, res, entry, headers, body, parsed, reject, verify };
+  if (req.method === 'POST' && isObject(parsed) && parsed.method === 'signatures/rotateKey') {
+    await handleRotate(ctx);
+    return;
+  }
+
+  const { result, unsigned } = await verify({ keys: boundKeysFor(peekLabels(headers)) });
+  if (!result.ok) {
     reject(unsigned ? 'unsigned' : 'invalid', result.errors);
     return;
   }
 
   // Replay protection (SEP-2752 §2.3): a (tag, nonce) pair is accepted once.
-  const now = Math.floor(Date.now() / 1000);
-  pruneReplayCache(now);
-  const pairs = Object.values(result.labels).map((l) => `${l.tag}\n${l.nonce}`);
-  const seen = pairs.filter((p) => replayCache.has(p));
-  if (seen.length) {
-    reject('replayed', [`(tag, nonce) already used: ${seen.map((p) => p.replace('\n', ', ')).join('; ')}`]);
+  const replayed = claimNonces(Object.values(result.labels));
+  if (replayed.length) {
+    reject('replayed', [`(tag, nonce) already used: ${replayed.join('; ')}`]);
     return;
   }
-  for (const p of pairs) replayCache.set(p, now + REPLAY_WINDOW_SECONDS);
 
-  const keyids = Object.values(result.labels).map((l) => l.keyid);
+  const { refusal, fresh } = bindingProblems(result.labels);
+  if (refusal) {
+    reject(refusal.reason, refusal.errors);
+    return;
+  }
+
+  const keyids = entry.keyids;
+  const tags = Object.values(result.labels).map((l) => l.tag);
   const sessionId = headers['mcp-session-id'];
   let session = sessionId !== undefined ? sessions.get(sessionId) : undefined;
 
-  // A session stays bound to the key that initialized it.
-  if (session && !keyids.includes(session.keyid)) {
-    reject('unbound', [`session ${sessionId} is bound to key ${session.keyid}, request signed by ${keyids.join(', ')}`]);
+  // A session belongs to the tag that initialized it; the key may change
+  // under the tag by rotation, and bindingProblems has already checked it.
+  if (session && !tags.includes(session.tag)) {
+    reject('unbound', [`session ${sessionId} is bound to tag ${session.tag}, request carries tag ${tags.join(', ')}`]);
     return;
   }
 
@@ -346,6 +388,10 @@ async function handleMcp(req, res) {
     }
   }
 
+  for (const [tag, binding] of fresh) {
+    bindings.set(tag, binding);
+    console.error(`mcp-server: tag ${tag} bound to key ${binding.keyid}`);
+  }
   entry.ok = true;
   stats.verified += 1;
   console.error(`mcp-server: #${entry.seq} ${req.method} ${entry.rpc.join(',') || '-'} verified (${Object.keys(result.labels).join(', ')})`);
@@ -359,12 +405,12 @@ async function handleMcp(req, res) {
       sendJson(res, 400, { jsonrpc: '2.0', error: { code: -32000, message: 'Bad Request: no session and not an initialize request' }, id: null });
       return;
     }
-    const boundKeyid = keyids[0];
+    const boundTag = tags[0];
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => crypto.randomUUID(),
       enableJsonResponse: jsonResponse,
       onsessioninitialized: (id) => {
-        sessions.set(id, { transport, keyid: boundKeyid });
+        sessions.set(id, { transport, tag: boundTag });
       },
     });
     transport.onclose = () => {
@@ -382,21 +428,211 @@ async function handleMcp(req, res) {
   await session.transport.handleRequest(req, res, parsed);
 }
 
+// signatures/rotateKey (SEP-2752 §3.4, SPEC-NOTES §2.6). Each signature is
+// checked against its own key: sig-old against the key bound to the tag, never
+// one taken from the request, and sig-new against params.newKey. Nothing
+// changes unless every check passes.
+async function handleRotate({ req, res, entry, headers, parsed, reject, verify }) {
+  const fault = rotateFault;
+  rotateFault = null;
+  if (fault) {
+    entry.fault = fault;
+    console.error(`mcp-server: #${entry.seq} rotateKey meets fault ${fault}`);
+  }
+  // These faults stand for a server that refuses or fails before looking at
+  // the request, so nothing is verified or recorded.
+  if (fault === 'drop-before') {
+    entry.reason = 'fault';
+    req.socket.destroy();
+    return;
+  }
+  if (fault === 'error') {
+    entry.reason = 'fault';
+    sendJson(res, 200, { jsonrpc: '2.0', id: parsed.id ?? null, error: { code: -32603, message: 'Internal error: key rotation failed (test fault)' } });
+    return;
+  }
+  if (fault === 'http-403' || fault === 'http-500') {
+    entry.reason = 'fault';
+    const status = fault === 'http-403' ? 403 : 500;
+    sendJson(res, status, { error: status === 403 ? 'forbidden' : 'internal', message: `key rotation refused with ${status} (test fault)` });
+    return;
+  }
+
+  const peeked = peekLabels(headers);
+  const oldTag = peeked.get('sig-old')?.tag ?? null;
+  const binding = oldTag !== null ? bindings.get(oldTag) : undefined;
+  const newKey = parsed.params?.newKey;
+  const { result, unsigned } = await verify({
+    keys: { 'sig-old': binding?.jwk ?? null, 'sig-new': isObject(newKey) ? newKey : null },
+    expectLabels: ['sig-old', 'sig-new'],
+  });
+  if (unsigned) {
+    reject('unsigned', result.errors);
+    return;
+  }
+
+  // The old key must be the one the tag is bound to. This is decided on the
+  // claimed keyid so the refusal says why; the signature itself was checked
+  // against the bound key above.
+  if (peeked.has('sig-old')) {
+    const oldKeyid = peeked.get('sig-old').keyid;
+    let why = null;
+    if (retired.has(oldKeyid)) why = `sig-old: key ${oldKeyid} was retired by a key rotation`;
+    else if (!binding) why = `sig-old: tag ${oldTag} is not bound to any key, so there is nothing to rotate`;
+    else if (oldKeyid !== binding.keyid) why = `sig-old: tag ${oldTag} is bound to key ${binding.keyid}, not ${oldKeyid}`;
+    if (why) {
+      reject(retired.has(oldKeyid) ? 'retired' : 'unbound', [why, ...result.errors]);
+      return;
+    }
+  }
+
+  // A request signed by the bound key whose body is not a usable rotation gets
+  // a JSON-RPC error, not an authentication failure. sig-new cannot be checked
+  // without newKey, so only its errors are set aside.
+  let paramsError = null;
+  if (parsed.id === undefined || parsed.id === null) paramsError = { code: -32600, message: 'signatures/rotateKey must be a request with an id' };
+  else if (!isObject(newKey)) paramsError = { code: -32602, message: 'Invalid params: params.newKey must be a JWK object' };
+  if (paramsError) {
+    const oldLabel = result.labels['sig-old'];
+    const newErrors = result.labels['sig-new']?.errors.length ?? 0;
+    if (oldLabel && oldLabel.errors.length === 0 && result.errors.length === newErrors) {
+      claimNonces([oldLabel]);
+      entry.reason = 'params';
+      entry.errors = [paramsError.message];
+      sendJson(res, 200, { jsonrpc: '2.0', id: parsed.id ?? null, error: paramsError });
+      return;
+    }
+    reject('invalid', result.errors);
+    return;
+  }
+
+  // The rotation's own rules, checked whether or not the signatures verified
+  // so that every refusal names all that is wrong.
+  const errors = [...result.errors];
+  let reason = 'invalid';
+  const oldLabel = result.labels['sig-old'];
+  const newLabel = result.labels['sig-new'];
+  if (oldLabel && newLabel && oldLabel.tag !== newLabel.tag) {
+    errors.push(`sig-new tag ${newLabel.tag} differs from sig-old tag ${oldLabel.tag}; a rotation keeps the tag`);
+  }
+  const leaked = PRIVATE_MEMBERS.filter((m) => m in newKey);
+  if (leaked.length) errors.push(`params.newKey carries private members: ${leaked.join(', ')}`);
+  let newKeyid = null;
+  if (!algorithmForJwk(newKey)) {
+    errors.push(`params.newKey is not a supported key type (kty=${newKey.kty}, crv=${newKey.crv})`);
+  } else {
+    try {
+      newKeyid = await calculateJwkThumbprint(publicJwk(newKey), 'sha256');
+    } catch (e) {
+      errors.push(`params.newKey has no RFC 7638 thumbprint: ${e.message}`);
+    }
+  }
+  if (newKeyid !== null) {
+    if (newLabel && newLabel.keyid !== newKeyid) errors.push(`sig-new keyid ${newLabel.keyid} is not the RFC 7638 thumbprint of params.newKey (${newKeyid})`);
+    if (binding && newKeyid === binding.keyid) errors.push(`params.newKey is the key already bound to tag ${oldTag}; a rotation needs a new key`);
+    if (retired.has(newKeyid)) {
+      errors.push(`params.newKey ${newKeyid} was retired by an earlier rotation`);
+      reason = 'retired';
+    }
+  }
+  if (errors.length) {
+    reject(reason, errors);
+    return;
+  }
+
+  const replayed = claimNonces([oldLabel, newLabel]);
+  if (replayed.length) {
+    reject('replayed', [`(tag, nonce) already used: ${replayed.join('; ')}`]);
+    return;
+  }
+
+  // The rotation is made within a session, by the tag that owns it; this is
+  // checked after the signatures, as for other requests.
+  const sessionId = headers['mcp-session-id'];
+  if (sessionId === undefined) {
+    entry.reason = 'session';
+    sendJson(res, 400, { jsonrpc: '2.0', error: { code: -32000, message: 'Bad Request: Mcp-Session-Id header is required' }, id: null });
+    return;
+  }
+  const session = sessions.get(sessionId);
+  if (!session) {
+    entry.reason = 'session';
+    sendJson(res, 404, { jsonrpc: '2.0', error: { code: -32001, message: 'Session not found' }, id: null });
+    return;
+  }
+  if (session.tag !== oldTag) {
+    reject('unbound', [`session ${sessionId} is bound to tag ${session.tag}, rotation is for tag ${oldTag}`]);
+    return;
+  }
+
+  bindings.set(oldTag, { keyid: newKeyid, jwk: publicJwk(newKey) });
+  retired.add(binding.keyid);
+  stats.rotations.push({ tag: oldTag, old_keyid: binding.keyid, new_keyid: newKeyid, at: Date.now() });
+  entry.ok = true;
+  stats.verified += 1;
+  console.error(`mcp-server: #${entry.seq} rotateKey: tag ${oldTag} moved from key ${binding.keyid} to ${newKeyid}`);
+
+  // The rotation is applied but the client never hears so: its outcome is
+  // unknown until it asks with one key or the other.
+  if (fault === 'drop-after') {
+    req.socket.destroy();
+    return;
+  }
+  rpcResponse(res, { jsonrpc: '2.0', id: parsed.id, result: { tag: oldTag, keyid: newKeyid } }, sseRotate || fault === 'sse',
+    { 'mcp-session-id': sessionId });
+}
+
+// POST /__fault: {"rotate": MODE or null} and/or {"reject_all": boolean}.
+async function handleFault(req, res) {
+  let request;
+  try {
+    request = JSON.parse((await readBody(req)).toString('utf8'));
+  } catch (e) {
+    sendJson(res, 400, { error: 'bad_request', message: `fault body is not JSON: ${e.message}` });
+    return;
+  }
+  const problems = [];
+  if (!isObject(request)) problems.push('fault body must be a JSON object');
+  else {
+    for (const key of Object.keys(request)) {
+      if (key !== 'rotate' && key !== 'reject_all') problems.push(`unknown fault "${key}"`);
+    }
+    if ('rotate' in request && request.rotate !== null && !ROTATE_FAULTS.has(request.rotate)) {
+      problems.push(`rotate must be null or one of ${[...ROTATE_FAULTS].join(', ')}`);
+    }
+    if ('reject_all' in request && typeof request.reject_all !== 'boolean') problems.push('reject_all must be true or false');
+  }
+  if (problems.length) {
+    sendJson(res, 400, { error: 'bad_request', message: problems.join('; ') });
+    return;
+  }
+  if ('rotate' in request) rotateFault = request.rotate;
+  if ('reject_all' in request) rejectAll = request.reject_all;
+  console.error(`mcp-server: faults: rotate=${rotateFault ?? 'none'} reject_all=${rejectAll}`);
+  res.writeHead(204);
+  res.end();
+}
+
 const httpServer = http.createServer((req, res) => {
   const path = (req.url ?? '').split('?')[0];
+  const fail = (e) => {
+    console.error(`mcp-server: internal error: ${e.stack ?? e}`);
+    if (!res.headersSent) sendJson(res, 500, { error: 'internal', message: e.message });
+    else res.end();
+  };
   if (req.method === 'GET' && path === '/__stats') {
-    sendJson(res, 200, stats);
+    sendJson(res, 200, statsSnapshot());
+    return;
+  }
+  if (req.method === 'POST' && path === '/__fault') {
+    handleFault(req, res).catch(fail);
     return;
   }
   if (path !== '/mcp') {
     sendJson(res, 404, { error: 'not_found' });
     return;
   }
-  handleMcp(req, res).catch((e) => {
-    console.error(`mcp-server: internal error: ${e.stack ?? e}`);
-    if (!res.headersSent) sendJson(res, 500, { error: 'internal', message: e.message });
-    else res.end();
-  });
+  handleMcp(req, res).catch(fail);
 });
 
 async function shutdown(code) {
