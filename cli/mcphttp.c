@@ -69,7 +69,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *userdata) {
 }
 
 static int transfer(struct mcp_conn *m, const char *method, const mcpsig_header *headers, size_t n_headers,
-                    const void *body, size_t len, struct mcp_reply *rep, char *err, size_t errlen) {
+                    const void *body, size_t len, bool once, struct mcp_reply *rep, char *err, size_t errlen) {
   struct curl_slist *list = NULL, *l;
   char line[8192 + 256];
   CURL *c = m->curl;
@@ -97,6 +97,14 @@ static int transfer(struct mcp_conn *m, const char *method, const mcpsig_header 
   curl_easy_setopt(c, CURLOPT_WRITEDATA, rep);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, rep);
+  if (once) {
+    /* libcurl silently resends a request whose reused connection closed
+     * before any reply. For rotateKey that second copy would be refused as
+     * a replay after the first was applied, and read as a refusal: so it
+     * goes on a connection of its own, which curl never retries. */
+    curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+  }
   if (strcmp(method, "POST") == 0) {
     curl_easy_setopt(c, CURLOPT_POST, 1L);
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -154,7 +162,7 @@ int mcp_send(struct mcp_conn *m, const char *method, const char *key, const char
   h[n++] = (mcpsig_header){ "Signature-Input", sig->signature_input };
   h[n++] = (mcpsig_header){ "Signature", sig->signature };
   h[n++] = (mcpsig_header){ "Signature-Agent", sig->signature_agent };
-  r = transfer(m, method, h, n, body, body ? strlen(body) : 0, rep, err, errlen);
+  r = transfer(m, method, h, n, body, body ? strlen(body) : 0, false, rep, err, errlen);
   mcpsig_signature_free(sig);
   return r;
 }
@@ -168,7 +176,7 @@ int mcp_send_presigned(struct mcp_conn *m, const unsigned char *body, size_t len
   h[n++] = (mcpsig_header){ "Signature-Input", signature_input };
   h[n++] = (mcpsig_header){ "Signature", signature };
   h[n++] = (mcpsig_header){ "Signature-Agent", signature_agent };
-  return transfer(m, "POST", h, n, body, len, rep, err, errlen);
+  return transfer(m, "POST", h, n, body, len, true, rep, err, errlen);
 }
 
 static json_t *find_id(json_t *msg, json_int_t id) {

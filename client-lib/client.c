@@ -391,7 +391,8 @@ static int call(mcpsig_client *c, const char *method, const struct proto_schema 
       msgpack_zone_free(zone);
     } else if (rschema) {
       char why[160];
-      r = proto_decode(rschema, &f[3], zone, out, 0, why, sizeof(why));
+      /* The receive buffer is wiped below, so results own their bytes. */
+      r = proto_decode(rschema, &f[3], zone, out, PROTO_DECODE_COPY_BIN, why, sizeof(why));
       if (r < 0) {
         snprintf(c->err, sizeof(c->err), "the agent sent a malformed result: %s", why);
         r = MCPSIG_EPROTO;
@@ -721,16 +722,11 @@ int mcpsig_sign_rotate(mcpsig_client *c, const mcpsig_rotate_request *req, mcpsi
   if (r < 0)
     return r;
   mcpsig_rotate_signature *s = calloc(1, sizeof(*s));
-  unsigned char *body = msgpack_zone_malloc(zone, res.body_len + 1);
-  if (!s || !body) {
-    free(s);
+  if (!s) {
     msgpack_zone_free(zone);
     return -ENOMEM;
   }
-  /* The body pointed into the receive buffer; keep a copy with the rest. */
-  memcpy(body, res.body, res.body_len);
-  body[res.body_len] = '\0';
-  *s = (mcpsig_rotate_signature){ body, res.body_len, res.headers.content_digest, res.headers.signature_input,
+  *s = (mcpsig_rotate_signature){ res.body, res.body_len, res.headers.content_digest, res.headers.signature_input,
                                   res.headers.signature, res.headers.signature_agent, res.tag, res.keyid,
                                   res.new_keyid, res.new_jwk, res.created, zone };
   *ret_sig = s;

@@ -61,7 +61,16 @@ static int field_decode(const struct proto_field *f, const msgpack_object *v, ms
       return fail(err, errlen, sname, f->name, "expected binary data");
     if (max && v->via.bin.size > max)
       return fail(err, errlen, sname, f->name, "binary data too long");
-    *(const unsigned char **)FIELD_PTR(out, f->off) = (const unsigned char *)v->via.bin.ptr;
+    if ((flags & PROTO_DECODE_COPY_BIN) && !(f->flags & PF_SECRET)) {
+      unsigned char *copy = msgpack_zone_malloc(z, v->via.bin.size + 1);
+      if (!copy)
+        return fail(err, errlen, sname, f->name, "out of memory");
+      memcpy(copy, v->via.bin.ptr, v->via.bin.size);
+      copy[v->via.bin.size] = '\0';
+      *(const unsigned char **)FIELD_PTR(out, f->off) = copy;
+    } else {
+      *(const unsigned char **)FIELD_PTR(out, f->off) = (const unsigned char *)v->via.bin.ptr;
+    }
     *(size_t *)FIELD_PTR(out, f->off_n) = v->via.bin.size;
     break;
   case PT_BOOL:

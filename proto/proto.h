@@ -116,12 +116,14 @@ struct proto_scalar {
 
 enum {
   PROTO_DECODE_STRICT = 1u << 0, /* an unknown key is an error (the agent's side) */
+  PROTO_DECODE_COPY_BIN = 1u << 1, /* binary values are copied into the zone (never for secrets) */
 };
 
 /*
  * Decodes the map obj into the struct out (zeroed first) following schema.
  * Strings are copied, NUL-terminated, into zone z; binary values point into
- * the message buffer, which must outlive out. On failure writes a one-line
+ * the message buffer, which must outlive out, unless PROTO_DECODE_COPY_BIN
+ * copies them too. On failure writes a one-line
  * reason naming the field into err and returns MCPSIG_EPARAM.
  */
 int proto_decode(const struct proto_schema *schema, const msgpack_object *obj, msgpack_zone *z,

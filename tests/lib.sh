@@ -65,6 +65,7 @@ TMP=$(mktemp -d /tmp/mcpsig-it.XXXXXX) || bail "mktemp failed"
 AGENT_PIDS=
 
 cleanup() {
+	[ -n "$KEEP_TMP" ] && { for p in $AGENT_PIDS; do kill -KILL "$p" 2>/dev/null; done; echo "# kept $TMP"; return; }
 	for p in $AGENT_PIDS; do
 		kill -KILL "$p" 2>/dev/null
 	done
