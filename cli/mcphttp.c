@@ -147,6 +147,8 @@ int mcp_send(struct mcp_conn *m, const char *method, const char *key, const char
   mcpsig_header h[MAX_SIGNED_HEADERS];
   size_t n = session_headers(m, body != NULL, h);
   mcpsig_signature *sig = NULL;
+
+  memset(rep, 0, sizeof(*rep));
   mcpsig_sign_request req = {
     .identity = m->identity, .method = method, .uri = m->url, .headers = h, .n_headers = n,
     .body = body ? body : "", .body_len = body ? strlen(body) : 0, .key = key,
@@ -172,6 +174,8 @@ int mcp_send_presigned(struct mcp_conn *m, const unsigned char *body, size_t len
                        struct mcp_reply *rep, char *err, size_t errlen) {
   mcpsig_header h[MAX_SIGNED_HEADERS];
   size_t n = session_headers(m, true, h);
+
+  memset(rep, 0, sizeof(*rep));
   h[n++] = (mcpsig_header){ "Content-Digest", content_digest };
   h[n++] = (mcpsig_header){ "Signature-Input", signature_input };
   h[n++] = (mcpsig_header){ "Signature", signature };

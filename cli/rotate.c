@@ -85,15 +85,16 @@ static int outcome(struct rotation *rot, int status) {
   return status == -1 ? 1 : status;
 }
 
-static int settle(struct rotation *rot, bool commit) {
+/* Records the decision; why says what it rests on, for the message if the agent cannot record it. */
+static int settle(struct rotation *rot, bool commit, const char *why) {
   mcpsig_binding *b = NULL;
   int r = commit ? mcpsig_rotate_commit(rot->agent, arg_identity, rot->url, &b)
                  : mcpsig_rotate_abort(rot->agent, arg_identity, rot->url, &b);
   if (r < 0) {
     /* The server's answer is known, but the agent did not record it: the
      * rotation is still pending in the keystore. */
-    snprintf(rot->reason, sizeof(rot->reason), "the server %s the new key, but the agent could not %s: %s",
-             commit ? "accepted" : "refused", commit ? "commit" : "abort", mcpsig_last_error(rot->agent));
+    snprintf(rot->reason, sizeof(rot->reason), "%s, but the agent could not %s: %s", why,
+             commit ? "commit" : "abort", mcpsig_last_error(rot->agent));
     return ROTATE_PENDING;
   }
   mcpsig_binding_free(b);
@@ -186,7 +187,7 @@ static int rotate_oneshot(struct rotation *rot) {
     /* Nothing signed with k2 left the agent: aborting is safe. */
     snprintf(rot->reason, sizeof(rot->reason), "the agent did not sign signatures/rotateKey: %s",
              mcpsig_last_error(rot->agent));
-    int s = settle(rot, false);
+    int s = settle(rot, false, "nothing signed with the new key was sent");
     close_session(rot);
     return outcome(rot, s);
   }
@@ -200,7 +201,8 @@ static int rotate_oneshot(struct rotation *rot) {
   mcp_reply_free(&rep);
   if (v == ROTATE_PENDING)
     return outcome(rot, v); /* which key the session now needs is unknown */
-  v = settle(rot, v == ROTATE_COMMITTED);
+  v = settle(rot, v == ROTATE_COMMITTED,
+             v == ROTATE_COMMITTED ? "the server accepted the new key" : "the server refused the new key");
   close_session(rot);
   return outcome(rot, v);
 }
@@ -236,7 +238,7 @@ static int rotate_resume(struct rotation *rot) {
       snprintf(err, sizeof(err), "the server answered a ping signed with the pending key with HTTP %ld", rep.status);
     mcp_reply_free(&rep);
     if (accepted) {
-      int s = settle(rot, true);
+      int s = settle(rot, true, "the server accepts the pending key");
       close_session(rot);
       return outcome(rot, s);
     }
@@ -253,7 +255,7 @@ static int rotate_resume(struct rotation *rot) {
   r = mcp_open(&rot->mcp, NULL, &status, err1, sizeof(err1));
   if (r == MCP_OK) {
     snprintf(rot->reason, sizeof(rot->reason), "the server refuses the pending key and accepts the active one");
-    int s = settle(rot, false);
+    int s = settle(rot, false, "the server refuses the pending key and accepts the active one");
     close_session(rot);
     return outcome(rot, s);
   }

@@ -175,18 +175,31 @@ static int write_all(int fd, const void *data, size_t len) {
   return 0;
 }
 
+static int file_wipe(int dirfd, const char *name);
+
 /*
  * The durable replace: a temporary file, fsync(file), renameat, fsync(dir).
  * A crash at any point leaves either the old file or the new one, never a
  * mix, and the new one is on disk before we return.
+ *
+ * The file being replaced may hold a key that is now retired; a second link
+ * to it (NAME.old) lets us overwrite it with zeros once the new file is
+ * durable, instead of leaving it in freed blocks.
  */
 static int file_replace(int dirfd, const char *name, const void *data, size_t len) {
-  char tmp[NAME_MAX + 1];
+  char tmp[NAME_MAX + 1], old[NAME_MAX + 1];
+  bool have_old = false;
   int r = 0;
 
-  if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp))
+  if (snprintf(tmp, sizeof(tmp), "%s.tmp", name) >= (int)sizeof(tmp) ||
+      snprintf(old, sizeof(old), "%s.old", name) >= (int)sizeof(old))
     return -ENAMETOOLONG;
-  (void)unlinkat(dirfd, tmp, 0); /* a leftover of a crash; we hold the lock */
+  (void)unlinkat(dirfd, tmp, 0); /* leftovers of a crash; we hold the lock */
+  (void)unlinkat(dirfd, old, 0);
+  if (linkat(dirfd, name, dirfd, old, 0) == 0)
+    have_old = true;
+  else if (errno != ENOENT)
+    return -errno;
   int fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0)
     return -errno;
@@ -201,12 +214,32 @@ static int file_replace(int dirfd, const char *name, const void *data, size_t le
     r = -errno;
   if (r < 0) {
     (void)unlinkat(dirfd, tmp, 0);
+    if (have_old)
+      (void)unlinkat(dirfd, old, 0); /* only a link: the file is still live */
     return r;
   }
   crash_point("replace.renamed", name);
   if (fsync(dirfd) < 0)
     return -errno;
+  if (have_old)
+    (void)file_wipe(dirfd, old);
   return 0;
+}
+
+/*
+ * A NAME.old left by a crash: the same file as NAME (the rename never
+ * happened) is only unlinked; a replaced one is wiped.
+ */
+static void old_link_settle(int dirfd, const char *oldname) {
+  char live[NAME_MAX + 1];
+  struct stat a, b;
+  size_t n = strlen(oldname);
+  snprintf(live, sizeof(live), "%.*s", (int)(n - 4), oldname);
+  if (fstatat(dirfd, oldname, &a, AT_SYMLINK_NOFOLLOW) == 0 && fstatat(dirfd, live, &b, AT_SYMLINK_NOFOLLOW) == 0 &&
+      a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+    (void)unlinkat(dirfd, oldname, 0);
+  else
+    (void)file_wipe(dirfd, oldname);
 }
 
 /* Overwrites a file with zeros and unlinks it. On copy-on-write or journaling
@@ -816,6 +849,10 @@ static int identity_load(struct keystore *ks, struct keypool *pool, int idsfd, c
     size_t n = strlen(de->d_name);
     if (de->d_name[0] == '.')
       continue;
+    if (has_suffix(de->d_name, ".old")) {
+      old_link_settle(bdir, de->d_name);
+      continue;
+    }
     if (has_suffix(de->d_name, ".tmp") || has_suffix(de->d_name, DISCARD_SUFFIX)) {
       /* A temporary from an interrupted write (the rename never happened,
        * so the file it would have replaced is still the truth), or a
@@ -828,8 +865,9 @@ static int identity_load(struct keystore *ks, struct keypool *pool, int idsfd, c
       char bname[NAME_MAX + 1];
       snprintf(bname, sizeof(bname), "%.*s%s", (int)(n - strlen(PENDING_SUFFIX)), de->d_name, BINDING_SUFFIX);
       if (faccessat(bdir, bname, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
-        r = errmsg(err, errlen, MCPSIG_ESTORE, "%s/bindings/%s is a pending key without its binding; move it aside",
-                   path, de->d_name);
+        r = errmsg(err, errlen, MCPSIG_ESTORE,
+                   "%s/identities/%s/bindings/%s is a pending key without its binding; move it aside", ks->dir,
+                   name, de->d_name);
       continue;
     }
     if (!has_suffix(de->d_name, BINDING_SUFFIX))

@@ -274,7 +274,8 @@ int main(void) {
        !b.pending_keyid && b.n_retired == 1 && strcmp(b.retired[0], k1) == 0 && strcmp(b.tag, tag) == 0,
      "commit: the new key is active, the old keyid retired, the tag unchanged");
   reply_free(&rep);
-  ok(files(".pending") == 0 && files(".discard") == 0 && files(".binding") == 1, "commit leaves one binding file");
+  ok(files(".pending") == 0 && files(".discard") == 0 && files(".old") == 0 && files(".binding") == 1,
+     "commit leaves one binding file (the replaced one, with k1, is wiped)");
   ok(events.n == 1 && strcmp(events.event[0], "commit") == 0 && strcmp(events.old_keyid[0], k1) == 0 &&
        strcmp(events.new_keyid[0], k2) == 0,
      "a commit event names the old and the new key");
@@ -319,7 +320,7 @@ int main(void) {
   snprintf(cmd, sizeof(cmd), "cd %s/identities/default/bindings && touch orphan.pending", ks);
   ok(system(cmd) == 0, "an orphan pending file is planted");
   char err[512];
-  ok(agent_init(&a, ks, err, sizeof(err)) == MCPSIG_ESTORE && strstr(err, "orphan.pending") &&
+  ok(agent_init(&a, ks, err, sizeof(err)) == MCPSIG_ESTORE && strstr(err, "/identities/default/bindings/orphan.pending") &&
        strstr(err, "without its binding"),
      "a pending key without its binding is refused at load, by name");
   snprintf(cmd, sizeof(cmd), "rm %s/identities/default/bindings/orphan.pending", ks);
