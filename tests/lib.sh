@@ -64,11 +64,15 @@ done
 TMP=$(mktemp -d /tmp/mcpsig-it.XXXXXX) || bail "mktemp failed"
 AGENT_PIDS=
 
+# KEEP_TMP=1 keeps the temporary directory (logs, traces) for a look after a failure.
 cleanup() {
-	[ -n "$KEEP_TMP" ] && { for p in $AGENT_PIDS; do kill -KILL "$p" 2>/dev/null; done; echo "# kept $TMP"; return; }
 	for p in $AGENT_PIDS; do
 		kill -KILL "$p" 2>/dev/null
 	done
+	if [ -n "${KEEP_TMP:-}" ]; then
+		echo "# kept $TMP"
+		return
+	fi
 	rm -rf "$TMP"
 }
 trap cleanup EXIT
