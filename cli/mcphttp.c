@@ -306,11 +306,11 @@ int mcp_open(struct mcp_conn *m, const char *key, long *ret_status, char *err, s
   return r;
 }
 
-int mcp_close_session(struct mcp_conn *m, char *err, size_t errlen) {
+int mcp_close_session(struct mcp_conn *m, const char *key, char *err, size_t errlen) {
   struct mcp_reply rep;
   if (!m->session_id[0])
     return MCP_OK;
-  int r = mcp_send(m, "DELETE", NULL, NULL, &rep, err, errlen);
+  int r = mcp_send(m, "DELETE", key, NULL, &rep, err, errlen);
   if (r == MCP_OK && rep.status / 100 != 2 && rep.status != 405) {
     snprintf(err, errlen, "the server answered DELETE with HTTP %ld", rep.status);
     r = MCP_EREPLY;

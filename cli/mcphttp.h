@@ -76,7 +76,7 @@ json_t *mcp_response(const struct mcp_reply *rep, json_int_t id);
  */
 int mcp_open(struct mcp_conn *m, const char *key, long *ret_status, char *err, size_t errlen);
 
-/* Closes the session with a signed DELETE; failures are only reported. */
-int mcp_close_session(struct mcp_conn *m, char *err, size_t errlen);
+/* Closes the session with a DELETE signed with key (as in mcp_send); failures are only reported. */
+int mcp_close_session(struct mcp_conn *m, const char *key, char *err, size_t errlen);
 
 #endif

@@ -101,9 +101,10 @@ static int settle(struct rotation *rot, bool commit, const char *why) {
   return commit ? ROTATE_COMMITTED : ROTATE_ABORTED;
 }
 
-static void close_session(struct rotation *rot) {
+/* key: the key the server now expects for this session (NULL: the active one). */
+static void close_session(struct rotation *rot, const char *key) {
   char err[ERRLEN];
-  if (mcp_close_session(&rot->mcp, err, sizeof(err)) != MCP_OK)
+  if (mcp_close_session(&rot->mcp, key, err, sizeof(err)) != MCP_OK)
     say(rot, "warning: could not close the MCP session: %s", err);
 }
 
@@ -162,12 +163,12 @@ static int rotate_oneshot(struct rotation *rot) {
   /* Streamable HTTP servers answer a session-less POST with 400. */
   if ((r = mcp_open(&rot->mcp, NULL, &status, err, sizeof(err))) != MCP_OK) {
     snprintf(rot->reason, sizeof(rot->reason), "cannot open an MCP session, nothing was changed: %s", err);
-    close_session(rot);
+    close_session(rot, NULL);
     return outcome(rot, -1);
   }
   if ((r = mcpsig_rotate_begin(rot->agent, arg_identity, rot->url, &b)) < 0) {
     snprintf(rot->reason, sizeof(rot->reason), "%s", mcpsig_last_error(rot->agent));
-    close_session(rot);
+    close_session(rot, NULL);
     return outcome(rot, -1);
   }
   remember(rot, b);
@@ -188,7 +189,7 @@ static int rotate_oneshot(struct rotation *rot) {
     snprintf(rot->reason, sizeof(rot->reason), "the agent did not sign signatures/rotateKey: %s",
              mcpsig_last_error(rot->agent));
     int s = settle(rot, false, "nothing signed with the new key was sent");
-    close_session(rot);
+    close_session(rot, NULL);
     return outcome(rot, s);
   }
   struct mcp_reply rep;
@@ -201,9 +202,11 @@ static int rotate_oneshot(struct rotation *rot) {
   mcp_reply_free(&rep);
   if (v == ROTATE_PENDING)
     return outcome(rot, v); /* which key the session now needs is unknown */
-  v = settle(rot, v == ROTATE_COMMITTED,
-             v == ROTATE_COMMITTED ? "the server accepted the new key" : "the server refused the new key");
-  close_session(rot);
+  bool accepted = v == ROTATE_COMMITTED;
+  v = settle(rot, accepted, accepted ? "the server accepted the new key" : "the server refused the new key");
+  /* The server now expects the new key; if the agent could not record the
+   * commit, that key is still the pending one. */
+  close_session(rot, accepted && v != ROTATE_COMMITTED ? "pending" : NULL);
   return outcome(rot, v);
 }
 
@@ -239,10 +242,10 @@ static int rotate_resume(struct rotation *rot) {
     mcp_reply_free(&rep);
     if (accepted) {
       int s = settle(rot, true, "the server accepts the pending key");
-      close_session(rot);
+      close_session(rot, s == ROTATE_COMMITTED ? NULL : "pending");
       return outcome(rot, s);
     }
-    close_session(rot);
+    close_session(rot, "pending");
     snprintf(rot->reason, sizeof(rot->reason), "%s", err);
     return outcome(rot, ROTATE_PENDING);
   }
@@ -256,7 +259,7 @@ static int rotate_resume(struct rotation *rot) {
   if (r == MCP_OK) {
     snprintf(rot->reason, sizeof(rot->reason), "the server refuses the pending key and accepts the active one");
     int s = settle(rot, false, "the server refuses the pending key and accepts the active one");
-    close_session(rot);
+    close_session(rot, NULL);
     return outcome(rot, s);
   }
   snprintf(rot->reason, sizeof(rot->reason), "the server refuses both keys (pending: %s; active: %s)", err, err1);

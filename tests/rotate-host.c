@@ -148,7 +148,7 @@ int main(int argc, char **argv) {
     struct timespec ts = { 0, 5 * 1000 * 1000 };
     nanosleep(&ts, NULL);
   }
-  if (mcp_close_session(&h.mcp, err, sizeof(err)) != MCP_OK)
+  if (mcp_close_session(&h.mcp, NULL, err, sizeof(err)) != MCP_OK)
     fprintf(stderr, "rotate-host: closing the session: %s\n", err);
   printf("{\"summary\":{\"requests\":%ld,\"retries\":%ld,\"failures\":%ld,\"commit_seen\":%s}}\n", requests, retries,
          failures, h.committed ? "true" : "false");
