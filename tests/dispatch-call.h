@@ -59,7 +59,9 @@ static inline int dcall(struct agent *a, const char *method, const struct proto_
       r->code = MCPSIG_EPROTO;
     }
   } else if (rs) {
-    r->code = proto_decode(rs, &f[3], &r->zone, out, PROTO_DECODE_STRICT, r->message, sizeof(r->message));
+    /* The reply buffer is freed below: binary results are copied into the zone. */
+    r->code = proto_decode(rs, &f[3], &r->zone, out, PROTO_DECODE_STRICT | PROTO_DECODE_COPY_BIN, r->message,
+                           sizeof(r->message));
   }
 out:
   msgpack_unpacked_destroy(&up);
