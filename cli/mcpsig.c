@@ -2,7 +2,8 @@
  * mcpsig: the command-line client of mcpsig-agent (the ssh-add analogue).
  *
  * Exit status: 0 success; 1 an error the agent reported, or a bad argument;
- * 2 the agent could not be reached (no socket, connection refused, timeout).
+ * 2 the agent could not be reached (no socket, connection refused, timeout);
+ * 3 mcpsig rotate could not learn the server's answer (still pending).
  */
 #include "config.h"
 
@@ -699,7 +700,8 @@ static void help(void) {
          "      --identity NAME   the identity to use (default: \"default\")\n"
          "  -h, --help            show this help; 'mcpsig COMMAND --help' for a command\n"
          "  -V, --version         show the version\n\n"
-         "Exit status: 0 success, 1 error or bad argument, 2 the agent could not be reached.\n"
+         "Exit status: 0 success, 1 error or bad argument, 2 the agent could not be reached,\n"
+         "3 (mcpsig rotate) the outcome is unknown and the rotation still pending.\n"
          "See mcpsig(1).\n");
 }
 
