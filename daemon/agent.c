@@ -405,7 +405,8 @@ fail:
   return r;
 }
 
-void agent_done(struct agent *a) {
+/* Frees the identities and bindings; the keystore and the pool stay. */
+static void state_free(struct agent *a) {
   for (size_t i = 0; i < a->table_size; i++) {
     struct binding *b = a->table[i], *next;
     for (; b; b = next) {
@@ -414,12 +415,44 @@ void agent_done(struct agent *a) {
     }
   }
   free(a->table);
+  a->table = NULL;
+  a->table_size = a->n_bindings = 0;
   while (a->identities) {
     struct identity *next = a->identities->next;
     free(a->identities->name);
     free(a->identities);
     a->identities = next;
   }
+  a->n_identities = 0;
+}
+
+int agent_reload(struct agent *a, char *err, size_t errlen) {
+  struct agent fresh;
+  const struct keystore_loader loader = { &fresh, load_identity, load_binding };
+  int r;
+
+  /* Loaded beside the current state, which stays in use if the load fails. */
+  memset(&fresh, 0, sizeof(fresh));
+  memcpy(fresh.hash_key, a->hash_key, sizeof(fresh.hash_key));
+  fresh.ks = a->ks;
+  fresh.pool = a->pool;
+  if ((r = table_grow(&fresh)) < 0 || (r = keystore_load(a->ks, a->pool, &loader, err, errlen)) < 0 ||
+      (!agent_identity_find(&fresh, PROTO_DEFAULT_IDENTITY) &&
+       (r = agent_identity_add(&fresh, PROTO_DEFAULT_IDENTITY, KEY_ED25519, err, errlen)) < 0)) {
+    state_free(&fresh);
+    return r;
+  }
+  state_free(a);
+  a->identities = fresh.identities;
+  a->n_identities = fresh.n_identities;
+  a->table = fresh.table;
+  a->table_size = fresh.table_size;
+  a->n_bindings = fresh.n_bindings;
+  return 0;
+}
+
+void agent_done(struct agent *a) {
+  state_free(a);
   a->pool = keypool_free(a->pool);
   a->ks = keystore_free(a->ks);
   memset(a, 0, sizeof(*a));

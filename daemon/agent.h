@@ -43,6 +43,11 @@ struct agent {
 /* Opens and locks the keystore, loads it, and makes sure "default" exists. */
 int agent_init(struct agent *a, const char *keystore_dir, char *err, size_t errlen);
 void agent_done(struct agent *a);
+/*
+ * Re-reads the keystore from disk (SIGHUP). On failure the current state
+ * stays in use and err says why. Connections are not affected.
+ */
+int agent_reload(struct agent *a, char *err, size_t errlen);
 
 int64_t agent_now(const struct agent *a);
 void agent_random(const struct agent *a, void *buf, size_t len);

@@ -872,6 +872,7 @@ static int identity_load(struct keystore *ks, struct keypool *pool, int idsfd, c
     }
     if (!has_suffix(de->d_name, BINDING_SUFFIX))
       continue;
+    test_delay("MCPSIG_TEST_SLOW_LOAD_MS"); /* readiness test: a slow disk */
     r = binding_load(ks, pool, bdir, id, de->d_name, loader, err, errlen);
   }
   closedir(d);

@@ -15,7 +15,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <sodium.h>
@@ -26,14 +28,17 @@
 #include "log.h"
 #include "proto.h"
 #include "server.h"
+#include "service.h"
+#include "testhooks.h"
 
 static bool arg_foreground = false;
 static bool arg_kill = false;
 static const char *arg_socket = NULL;
 static const char *arg_keystore = NULL;
+static unsigned long arg_exit_idle = 0;
 
 static void help(void) {
-  printf("Usage: mcpsig-agent [-D] [-a SOCKET] [--keystore DIR]\n"
+  printf("Usage: mcpsig-agent [-D] [-a SOCKET] [--keystore DIR] [--exit-idle=SECONDS]\n"
          "       mcpsig-agent -k\n"
          "\n"
          "Holds the keys of MCP clients and signs their HTTP requests (SEP-2752).\n"
@@ -42,21 +47,25 @@ static void help(void) {
          "  -a, --socket SOCKET   listen on SOCKET instead of the default path\n"
          "      --keystore DIR    keep keys in DIR (default: $MCPSIG_KEYSTORE, else\n"
          "                        ${XDG_DATA_HOME:-~/.local/share}/mcpsig)\n"
+         "      --exit-idle=SECS  exit after SECS without any connection (for socket\n"
+         "                        activation, which starts the agent again; default: never)\n"
          "  -k, --kill            stop the agent named by MCPSIG_AGENT_PID\n"
          "  -h, --help            show this help\n"
          "  -V, --version         show the version\n"
          "\n"
          "Without -D the agent detaches and prints shell commands that set\n"
          "MCPSIG_AUTH_SOCK and MCPSIG_AGENT_PID, for: eval \"$(mcpsig-agent)\"\n"
+         "Started by systemd with a socket (LISTEN_FDS), it serves that socket.\n"
          "See mcpsig-agent(1).\n");
 }
 
 static int parse_argv(int argc, char **argv) {
-  enum { OPT_KEYSTORE = 0x100 };
+  enum { OPT_KEYSTORE = 0x100, OPT_EXIT_IDLE };
   static const struct option options[] = {
     { "foreground", no_argument, NULL, 'D' },
     { "socket", required_argument, NULL, 'a' },
     { "keystore", required_argument, NULL, OPT_KEYSTORE },
+    { "exit-idle", required_argument, NULL, OPT_EXIT_IDLE },
     { "kill", no_argument, NULL, 'k' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -69,6 +78,16 @@ static int parse_argv(int argc, char **argv) {
     case 'D': arg_foreground = true; break;
     case 'a': arg_socket = optarg; break;
     case OPT_KEYSTORE: arg_keystore = optarg; break;
+    case OPT_EXIT_IDLE: {
+      char *end = NULL;
+      errno = 0;
+      arg_exit_idle = strtoul(optarg, &end, 10);
+      if (errno || !*optarg || *end || optarg[0] == '-' || arg_exit_idle > 86400 * 365) {
+        fprintf(stderr, "mcpsig-agent: --exit-idle takes whole seconds, not '%s'\n", optarg);
+        return -EINVAL;
+      }
+      break;
+    }
     case 'k': arg_kill = true; break;
     case 'h': help(); return 0;
     case 'V': printf("mcpsig-agent %s\n", PACKAGE_VERSION); return 0;
@@ -82,7 +101,7 @@ static int parse_argv(int argc, char **argv) {
             argv[optind]);
     return -EINVAL;
   }
-  if (arg_kill && (arg_foreground || arg_socket || arg_keystore)) {
+  if (arg_kill && (arg_foreground || arg_socket || arg_keystore || arg_exit_idle)) {
     fprintf(stderr, "mcpsig-agent: -k takes no other options\n");
     return -EINVAL;
   }
@@ -175,7 +194,7 @@ static void harden(void) {
   signal(SIGPIPE, SIG_IGN);
 }
 
-static int run(const char *keystore, const char *path, int ready_fd) {
+static int run(const char *keystore, const char *path, int listen_fd, int ready_fd) {
   struct agent agent;
   struct server srv;
   uv_loop_t loop;
@@ -189,13 +208,18 @@ static int run(const char *keystore, const char *path, int ready_fd) {
   if (!keypool_locked(agent.pool))
     log_msg(LOG_WARNING, "cannot lock key memory (RLIMIT_MEMLOCK too low): keys may be written to swap");
   uv_loop_init(&loop);
-  if ((r = server_start(&srv, &loop, &agent, path, err, sizeof(err))) < 0) {
+  if ((r = server_start(&srv, &loop, &agent, path, listen_fd, (uint64_t)arg_exit_idle * 1000, err, sizeof(err))) <
+      0) {
     log_msg(LOG_ERR, "%s", err);
     uv_run(&loop, UV_RUN_NOWAIT);
     uv_loop_close(&loop);
     agent_done(&agent);
     return 1;
   }
+  /* The keystore is loaded and the socket accepts: ready. */
+  char status[sizeof(srv.status)];
+  server_status(&srv, status, sizeof(status));
+  service_notify("READY=1\nSTATUS=%s", status);
   if (ready_fd >= 0) {
     /* The parent prints the environment and exits only once we answer. */
     (void)!write(ready_fd, "1", 1);
@@ -208,15 +232,29 @@ static int run(const char *keystore, const char *path, int ready_fd) {
       close(devnull);
     }
   } else {
-    log_msg(LOG_INFO, "listening on %s, keystore %s, %zu binding(s)", path, keystore, agent.n_bindings);
-    print_env(path, getpid());
+    log_msg(LOG_INFO, "listening on %s%s, keystore %s, %zu binding(s)", path,
+            listen_fd >= 0 ? " (socket from systemd)" : "", keystore, agent.n_bindings);
+    if (listen_fd < 0)
+      print_env(path, getpid());
   }
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_run(&loop, UV_RUN_NOWAIT); /* let close callbacks finish */
+  test_delay("MCPSIG_TEST_EXIT_DELAY_MS"); /* idle-exit test: a client arrives while we exit */
   (void)uv_loop_close(&loop);
   agent_done(&agent);
   log_msg(LOG_INFO, "stopped");
   return 0;
+}
+
+/* The path of a socket systemd passed, for messages. */
+static void socket_name(int fd, char *buf, size_t size) {
+  struct sockaddr_un sa;
+  socklen_t len = sizeof(sa);
+  memset(&sa, 0, sizeof(sa));
+  if (getsockname(fd, (struct sockaddr *)&sa, &len) == 0 && sa.sun_path[0])
+    snprintf(buf, size, "%s", sa.sun_path);
+  else
+    snprintf(buf, size, "(inherited socket)");
 }
 
 int main(int argc, char **argv) {
@@ -240,6 +278,23 @@ int main(int argc, char **argv) {
     log_msg(LOG_ERR, "cannot find a keystore directory: set HOME, XDG_DATA_HOME or use --keystore");
     return 1;
   }
+  int listen_fd = -1;
+  char err[512];
+  if ((r = service_listen_fd(&listen_fd, err, sizeof(err))) < 0) {
+    log_msg(LOG_ERR, "%s", err);
+    return 1;
+  }
+  if (r > 0) {
+    /* Socket activation: systemd runs us in the foreground and owns the socket. */
+    if (arg_socket)
+      log_msg(LOG_WARNING, "-a %s ignored: serving the socket systemd passed", arg_socket);
+    socket_name(listen_fd, path, sizeof(path));
+    if (path_absolute(keystore) < 0) {
+      log_msg(LOG_ERR, "cannot make the keystore path absolute");
+      return 1;
+    }
+    return run(keystore, path, listen_fd, -1);
+  }
   if (arg_socket)
     r = snprintf(path, sizeof(path), "%s", arg_socket) >= (int)sizeof(path) ? -ENAMETOOLONG : 0;
   else
@@ -254,7 +309,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (arg_foreground)
-    return run(keystore, path, -1);
+    return run(keystore, path, -1, -1);
 
   /* Detach: the child sets everything up and reports readiness through a
    * pipe, so the parent exits only when the socket already answers, and
@@ -276,7 +331,7 @@ int main(int argc, char **argv) {
     if (chdir("/") < 0) {
       /* not fatal: nothing depends on the working directory */
     }
-    _exit(run(keystore, path, pfd[1]));
+    _exit(run(keystore, path, -1, pfd[1]));
   }
   close(pfd[1]);
   char c;

@@ -26,6 +26,7 @@
 #include "log.h"
 #include "proto.h"
 #include "server.h"
+#include "service.h"
 
 #define READ_CHUNK (64u * 1024u)
 
@@ -106,6 +107,16 @@ int server_socket_prepare(const char *path, char *err, size_t errlen) {
 
 /* ---- connections ---- */
 
+static void on_idle(uv_timer_t *t) {
+  struct server *srv = t->data;
+  if (srv->n_conns > 0)
+    return;
+  log_msg(LOG_INFO, "no connection for %llu s: exiting (socket activation starts the agent again)",
+          (unsigned long long)(srv->exit_idle_ms / 1000));
+  service_notify("STOPPING=1");
+  server_stop(srv);
+}
+
 static void conn_closed(uv_handle_t *h) {
   struct conn *c = h->data;
   struct server *srv = c->srv;
@@ -116,6 +127,8 @@ static void conn_closed(uv_handle_t *h) {
   if (c->next)
     c->next->prev = c->prev;
   srv->n_conns--;
+  if (srv->n_conns == 0 && srv->exit_idle_ms && !srv->stopping)
+    uv_timer_start(&srv->idle_timer, on_idle, srv->exit_idle_ms, 0);
   if (c->rx) {
     sodium_memzero(c->rx, c->rx_cap); /* request bodies are the user's data */
     free(c->rx);
@@ -319,6 +332,8 @@ static void on_connection(uv_stream_t *listener, int status) {
     free(c);
     return;
   }
+  if (srv->exit_idle_ms)
+    uv_timer_stop(&srv->idle_timer);
   c->srv = srv;
   c->pipe.data = c;
   c->next = srv->conns;
@@ -368,39 +383,77 @@ static void on_connection(uv_stream_t *listener, int status) {
 static void on_signal(uv_signal_t *h, int signum) {
   struct server *srv = h->data;
   if (signum == SIGHUP) {
-    log_msg(LOG_INFO, "SIGHUP ignored");
+    /* Reload: re-read the keystore; connections stay open. */
+    char err[1024] = "";
+    service_notify("RELOADING=1");
+    int r = agent_reload(srv->agent, err, sizeof(err));
+    if (r < 0)
+      log_msg(LOG_ERR, "reload failed, keeping the keys already loaded: %s", err[0] ? err : mcpsig_strerror(r));
+    else
+      log_msg(LOG_INFO, "reloaded the keystore: %zu identities, %zu binding(s)", srv->agent->n_identities,
+              srv->agent->n_bindings);
+    service_notify("READY=1");
     return;
   }
   log_msg(LOG_INFO, "received %s, shutting down", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  service_notify("STOPPING=1");
   server_stop(srv);
 }
 
-int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const char *path, char *err,
-                 size_t errlen) {
+void server_status(const struct server *srv, char *buf, size_t size) {
+  snprintf(buf, size, "%zu connection%s, %zu binding%s, %llu signature%s since start", srv->n_conns,
+           srv->n_conns == 1 ? "" : "s", srv->agent->n_bindings, srv->agent->n_bindings == 1 ? "" : "s",
+           (unsigned long long)srv->agent->n_signatures, srv->agent->n_signatures == 1 ? "" : "s");
+}
+
+static void on_status_tick(uv_timer_t *t) {
+  struct server *srv = t->data;
+  char now[sizeof(srv->status)];
+  server_status(srv, now, sizeof(now));
+  if (strcmp(now, srv->status) != 0) {
+    memcpy(srv->status, now, sizeof(now));
+    service_notify("STATUS=%s", now);
+  }
+}
+
+int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const char *path, int listen_fd,
+                 uint64_t exit_idle_ms, char *err, size_t errlen) {
   int r;
 
   memset(srv, 0, sizeof(*srv));
   srv->loop = loop;
   srv->agent = agent;
+  srv->exit_idle_ms = exit_idle_ms;
   agent->notify = server_notify;
   agent->notify_data = srv;
-  if ((r = server_socket_prepare(path, err, errlen)) < 0)
-    return r;
   if (!(srv->path = strdup(path)))
     return -ENOMEM;
   uv_pipe_init(loop, &srv->listener, 0);
   srv->listener.data = srv;
-  /* The socket is created 0600 from the start: no window in which another
-   * user could connect. */
-  mode_t old = umask(0177);
-  r = uv_pipe_bind(&srv->listener, path);
-  umask(old);
-  if (r < 0) {
-    uv_close((uv_handle_t *)&srv->listener, NULL);
-    return errmsg(err, errlen, r, "cannot bind %s: %s", path, uv_strerror(r));
+  if (listen_fd >= 0) {
+    /* systemd owns this socket and its file: we serve it and never
+     * remove it, so the next activation finds it in place. */
+    if ((r = uv_pipe_open(&srv->listener, listen_fd)) < 0) {
+      uv_close((uv_handle_t *)&srv->listener, NULL);
+      return errmsg(err, errlen, r, "cannot use the socket systemd passed: %s", uv_strerror(r));
+    }
+  } else {
+    if ((r = server_socket_prepare(path, err, errlen)) < 0) {
+      uv_close((uv_handle_t *)&srv->listener, NULL);
+      return r;
+    }
+    /* The socket is created 0600 from the start: no window in which
+     * another user could connect. */
+    mode_t old = umask(0177);
+    r = uv_pipe_bind(&srv->listener, path);
+    umask(old);
+    if (r < 0) {
+      uv_close((uv_handle_t *)&srv->listener, NULL);
+      return errmsg(err, errlen, r, "cannot bind %s: %s", path, uv_strerror(r));
+    }
+    srv->owns_path = true;
+    (void)chmod(path, 0600);
   }
-  srv->owns_path = true;
-  (void)chmod(path, 0600);
   if ((r = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection)) < 0) {
     server_stop(srv);
     return errmsg(err, errlen, r, "cannot listen on %s: %s", path, uv_strerror(r));
@@ -413,6 +466,14 @@ int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const
   uv_signal_start(&srv->sig_term, on_signal, SIGTERM);
   uv_signal_start(&srv->sig_int, on_signal, SIGINT);
   uv_signal_start(&srv->sig_hup, on_signal, SIGHUP);
+  uv_timer_init(loop, &srv->status_timer);
+  srv->status_timer.data = srv;
+  server_status(srv, srv->status, sizeof(srv->status));
+  uv_timer_start(&srv->status_timer, on_status_tick, 1000, 1000);
+  uv_timer_init(loop, &srv->idle_timer);
+  srv->idle_timer.data = srv;
+  if (exit_idle_ms)
+    uv_timer_start(&srv->idle_timer, on_idle, exit_idle_ms, 0);
   return 0;
 }
 
@@ -429,6 +490,8 @@ void server_stop(struct server *srv) {
     uv_close((uv_handle_t *)&srv->sig_term, NULL);
     uv_close((uv_handle_t *)&srv->sig_int, NULL);
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);
+    uv_close((uv_handle_t *)&srv->status_timer, NULL);
+    uv_close((uv_handle_t *)&srv->idle_timer, NULL);
   }
   if (srv->owns_path && srv->path)
     (void)unlink(srv->path);

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "agent.h"
@@ -24,6 +25,10 @@ struct server {
   size_t n_conns;
   unsigned long next_id;
   uv_signal_t sig_term, sig_int, sig_hup;
+  uv_timer_t status_timer;     /* STATUS= to systemd when the summary changes, at most once a second */
+  char status[160];
+  uv_timer_t idle_timer;       /* --exit-idle */
+  uint64_t exit_idle_ms;       /* 0: never */
   bool stopping;
 };
 
@@ -34,9 +39,15 @@ struct server {
  */
 int server_socket_prepare(const char *path, char *err, size_t errlen);
 
-/* Binds (mode 0600) and listens at path. */
-int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const char *path, char *err,
-                 size_t errlen);
+/*
+ * Serves on listen_fd, a socket systemd passed (never removed by us), or,
+ * when it is -1, binds (mode 0600) and listens at path. With exit_idle_ms,
+ * stops after that long without any connection.
+ */
+int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const char *path, int listen_fd,
+                 uint64_t exit_idle_ms, char *err, size_t errlen);
+/* The one-line summary for STATUS=: connections, bindings, signatures. */
+void server_status(const struct server *srv, char *buf, size_t size);
 /* Stops listening, closes every connection, and removes the socket we created. */
 void server_stop(struct server *srv);
 
