@@ -95,13 +95,25 @@ start_agent() {
 	sock=$1
 	ks=$2
 	shift 2
-	"$AGENT" -D -a "$sock" --keystore "$ks" "$@" >>"$TMP/agent.log" 2>&1 &
+	if [ -n "${AGENT_TRACE_DIR:-}" ]; then
+		# units.sh: record every system call the agent makes (one file per agent).
+		trace_n=$((${trace_n:-0} + 1))
+		strace -f -qq -s 0 -o "$AGENT_TRACE_DIR/trace.$$.$trace_n" \
+			"$AGENT" -D -a "$sock" --keystore "$ks" "$@" >>"$TMP/agent.log" 2>&1 &
+	else
+		"$AGENT" -D -a "$sock" --keystore "$ks" "$@" >>"$TMP/agent.log" 2>&1 &
+	fi
 	AGENT_PID=$!
 	AGENT_PIDS="$AGENT_PIDS $AGENT_PID"
 	wait_for 10 "$CLI" -a "$sock" status || {
 		diag <"$TMP/agent.log"
 		return 1
 	}
+	if [ -n "${AGENT_TRACE_DIR:-}" ]; then
+		# $! is strace; the tests signal the agent itself, which printed its pid.
+		AGENT_PID=$(sed -n 's/^MCPSIG_AGENT_PID=\([0-9]*\);.*/\1/p' "$TMP/agent.log" | tail -n 1)
+		AGENT_PIDS="$AGENT_PIDS $AGENT_PID"
+	fi
 }
 
 # stop_agent PID: SIGTERM, then wait at most 5 s.
