@@ -1,63 +1,230 @@
-/* log.c: one line per event on stderr (the journal captures it under systemd). */
+/* log.c: records to the journal or to stderr (see log.h). */
 #include "config.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <systemd/sd-journal.h>
 
 #include "dispatch.h"
 #include "log.h"
 
-static const char *prio_name(int prio) {
-  switch (prio) {
-  case LOG_ERR: return "error: ";
-  case LOG_WARNING: return "warning: ";
-  default: return "";
+static void sink_stderr(const struct log_record *rec, void *userdata);
+static void sink_journal(const struct log_record *rec, void *userdata);
+
+static log_sink chosen = sink_stderr;  /* what log_open() picked */
+static log_sink sink = sink_stderr;
+static void *sink_data = NULL;
+static int level = LOG_INFO;
+
+int log_stderr_is_journal(void) {
+  const char *v = getenv("JOURNAL_STREAM");
+  unsigned long long dev = 0, ino = 0;
+  struct stat st;
+  if (!v || sscanf(v, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) < 0)
+    return 0;
+  return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+void log_open(void) {
+  chosen = log_stderr_is_journal() ? sink_journal : sink_stderr;
+  sink = chosen;
+  sink_data = NULL;
+}
+
+void log_set_sink(log_sink s, void *userdata) {
+  sink = s ? s : chosen;
+  sink_data = s ? userdata : NULL;
+}
+
+void log_set_level(int priority) {
+  level = priority;
+}
+
+int log_get_level(void) {
+  return level;
+}
+
+int log_level_parse(const char *name, int *ret_priority) {
+  static const struct {
+    const char *name;
+    int priority;
+  } names[] = { { "err", LOG_ERR }, { "error", LOG_ERR }, { "warning", LOG_WARNING },
+                { "notice", LOG_NOTICE }, { "info", LOG_INFO }, { "debug", LOG_DEBUG } };
+  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+    if (strcasecmp(name, names[i].name) == 0) {
+      *ret_priority = names[i].priority;
+      return 0;
+    }
+  if (name[0] >= '0' && name[0] <= '7' && name[1] == '\0') {
+    *ret_priority = name[0] - '0';
+    return 0;
+  }
+  return -1;
+}
+
+static void emit(const struct log_record *rec) {
+  if (rec->priority <= level)
+    sink(rec, sink_data);
+}
+
+/* ---- sinks ---- */
+
+static void sink_stderr(const struct log_record *rec, void *userdata) {
+  const char *p = rec->priority <= LOG_ERR ? "error: " : rec->priority == LOG_WARNING ? "warning: " : "";
+  (void)userdata;
+  if (rec->peer_pid > 0)
+    fprintf(stderr, "mcpsig-agent: %s%s (peer pid %ld %s)\n", p, rec->message, rec->peer_pid,
+            rec->peer_exe ? rec->peer_exe : "?");
+  else
+    fprintf(stderr, "mcpsig-agent: %s%s\n", p, rec->message);
+}
+
+static int field(char **out, size_t max, size_t *n, const char *name, const char *value) {
+  if (!value || *n >= max)
+    return 0;
+  size_t len = strlen(name) + 1 + strlen(value) + 1;
+  char *f = malloc(len);
+  if (!f)
+    return -1;
+  snprintf(f, len, "%s=%s", name, value);
+  out[(*n)++] = f;
+  return 0;
+}
+
+size_t log_journal_fields(const struct log_record *rec, char **out, size_t max) {
+  char prio[8], pid[24], uid[24];
+  size_t n = 0;
+  snprintf(prio, sizeof(prio), "%d", rec->priority);
+  snprintf(pid, sizeof(pid), "%ld", rec->peer_pid);
+  snprintf(uid, sizeof(uid), "%ld", rec->peer_uid);
+  field(out, max, &n, "MESSAGE", rec->message);
+  field(out, max, &n, "PRIORITY", prio);
+  field(out, max, &n, "SYSLOG_IDENTIFIER", "mcpsig-agent");
+  field(out, max, &n, "MESSAGE_ID", rec->message_id);
+  field(out, max, &n, "MCPSIG_IDENTITY", rec->identity);
+  field(out, max, &n, "MCPSIG_ORIGIN", rec->origin);
+  field(out, max, &n, "MCPSIG_TAG", rec->tag);
+  field(out, max, &n, "MCPSIG_KEYID", rec->keyid);
+  field(out, max, &n, "MCPSIG_NEW_KEYID", rec->new_keyid);
+  field(out, max, &n, "MCPSIG_LABEL", rec->label);
+  field(out, max, &n, "MCPSIG_PEER_PID", rec->peer_pid > 0 ? pid : NULL);
+  field(out, max, &n, "MCPSIG_PEER_UID", rec->peer_uid >= 0 ? uid : NULL);
+  field(out, max, &n, "MCPSIG_PEER_EXE", rec->peer_exe);
+  return n;
+}
+
+void log_fields_free(char **fields, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    free(fields[i]);
+}
+
+static void sink_journal(const struct log_record *rec, void *userdata) {
+  char *fields[16];
+  struct iovec iov[16];
+  size_t n = log_journal_fields(rec, fields, 16);
+  (void)userdata;
+  for (size_t i = 0; i < n; i++)
+    iov[i] = (struct iovec){ fields[i], strlen(fields[i]) };
+  if (sd_journal_sendv(iov, (int)n) < 0)
+    sink_stderr(rec, NULL); /* the journal went away: keep the line */
+  log_fields_free(fields, n);
+}
+
+/* ---- events ---- */
+
+static void peer_fill(struct log_record *rec, const struct dispatch_peer *peer) {
+  rec->peer_uid = -1;
+  if (peer) {
+    rec->peer_pid = (long)peer->pid;
+    rec->peer_exe = peer->exe;
   }
 }
 
 void log_msg(int prio, const char *fmt, ...) {
-  va_list ap;
   char line[1024];
-
-  if (prio == LOG_DEBUG && !getenv("MCPSIG_DEBUG"))
+  va_list ap;
+  if (prio > level)
     return;
   va_start(ap, fmt);
   vsnprintf(line, sizeof(line), fmt, ap);
   va_end(ap);
-  fprintf(stderr, "mcpsig-agent: %s%s\n", prio_name(prio), line);
+  struct log_record rec = { .priority = prio, .message = line, .peer_uid = -1 };
+  emit(&rec);
 }
 
 void log_info(const struct dispatch_peer *peer, const char *fmt, ...) {
-  va_list ap;
   char line[768];
-
+  va_list ap;
+  if (LOG_INFO > level)
+    return;
   va_start(ap, fmt);
   vsnprintf(line, sizeof(line), fmt, ap);
   va_end(ap);
-  if (peer)
-    log_msg(LOG_INFO, "%s (peer pid %ld %s)", line, (long)peer->pid, peer->exe ? peer->exe : "?");
-  else
-    log_msg(LOG_INFO, "%s", line);
+  struct log_record rec = { .priority = LOG_INFO, .message = line };
+  peer_fill(&rec, peer);
+  emit(&rec);
+}
+
+static void binding_fill(struct log_record *rec, const struct binding *b) {
+  rec->identity = b->identity->name;
+  rec->origin = b->origin;
+  rec->tag = b->tag;
 }
 
 void log_binding_created(const struct dispatch_peer *peer, const struct binding *b) {
-  log_info(peer, "key created: identity=%s origin=%s tag=%s keyid=%s", b->identity->name, b->origin, b->tag,
-           b->active.keyid);
+  char line[512];
+  snprintf(line, sizeof(line), "key created: identity=%s origin=%s tag=%s keyid=%s", b->identity->name, b->origin,
+           b->tag, b->active.keyid);
+  struct log_record rec = { .priority = LOG_INFO, .message_id = LOG_ID_KEY_CREATED, .message = line,
+                            .keyid = b->active.keyid };
+  binding_fill(&rec, b);
+  peer_fill(&rec, peer);
+  emit(&rec);
 }
 
 void log_signature(const struct dispatch_peer *peer, const struct binding *b, const struct key *k,
                    const char *label) {
-  if (!peer) /* in-process callers (tests, fuzzer) */
-    return;
   char line[512];
-  snprintf(line, sizeof(line), "signature: identity=%s origin=%s tag=%s keyid=%s label=%s peer_pid=%ld exe=%s",
-           b->identity->name, b->origin, b->tag, k->keyid, label, (long)peer->pid, peer->exe ? peer->exe : "?");
-  log_msg(LOG_DEBUG, "%s", line);
+  if (LOG_DEBUG > level)
+    return;
+  snprintf(line, sizeof(line), "signature: identity=%s origin=%s tag=%s keyid=%s label=%s", b->identity->name,
+           b->origin, b->tag, k->keyid, label);
+  struct log_record rec = { .priority = LOG_DEBUG, .message_id = LOG_ID_SIGNATURE, .message = line,
+                            .keyid = k->keyid, .label = label };
+  binding_fill(&rec, b);
+  peer_fill(&rec, peer);
+  emit(&rec);
 }
 
 void log_rotation(const struct dispatch_peer *peer, const char *event, const struct binding *b, const char *old_keyid,
                   const char *new_keyid) {
-  log_info(peer, "rotation %s: identity=%s origin=%s tag=%s old_keyid=%s new_keyid=%s", event, b->identity->name,
-           b->origin, b->tag, old_keyid, new_keyid);
+  char line[512];
+  snprintf(line, sizeof(line), "rotation %s: identity=%s origin=%s tag=%s old_keyid=%s new_keyid=%s", event,
+           b->identity->name, b->origin, b->tag, old_keyid, new_keyid);
+  struct log_record rec = {
+    .priority = LOG_INFO, .message = line, .keyid = old_keyid, .new_keyid = new_keyid,
+    .message_id = strcmp(event, "begin") == 0    ? LOG_ID_ROTATION_BEGIN
+                  : strcmp(event, "commit") == 0 ? LOG_ID_ROTATION_COMMIT
+                                                 : LOG_ID_ROTATION_ABORT,
+  };
+  binding_fill(&rec, b);
+  peer_fill(&rec, peer);
+  emit(&rec);
+}
+
+void log_peer_refused(long pid, long uid, const char *why) {
+  char line[512], link[64], exe[256];
+  snprintf(link, sizeof(link), "/proc/%ld/exe", pid);
+  ssize_t n = readlink(link, exe, sizeof(exe) - 1);
+  exe[n > 0 ? n : 0] = '\0';
+  snprintf(line, sizeof(line), "refused a connection from uid %ld pid %ld: %s", uid, pid, why);
+  struct log_record rec = { .priority = LOG_WARNING, .message_id = LOG_ID_PEER_REFUSED, .message = line,
+                            .peer_pid = pid, .peer_uid = uid, .peer_exe = n > 0 ? exe : NULL };
+  emit(&rec);
 }

@@ -36,14 +36,16 @@ static bool arg_kill = false;
 static const char *arg_socket = NULL;
 static const char *arg_keystore = NULL;
 static unsigned long arg_exit_idle = 0;
+static int arg_verbose = 0;
 
 static void help(void) {
-  printf("Usage: mcpsig-agent [-D] [-a SOCKET] [--keystore DIR] [--exit-idle=SECONDS]\n"
+  printf("Usage: mcpsig-agent [-D] [-v] [-a SOCKET] [--keystore DIR] [--exit-idle=SECONDS]\n"
          "       mcpsig-agent -k\n"
          "\n"
          "Holds the keys of MCP clients and signs their HTTP requests (SEP-2752).\n"
          "\n"
          "  -D, --foreground      stay in the foreground (as systemd runs it)\n"
+         "  -v, --verbose         log every signature too (MCPSIG_LOG_LEVEL=debug)\n"
          "  -a, --socket SOCKET   listen on SOCKET instead of the default path\n"
          "      --keystore DIR    keep keys in DIR (default: $MCPSIG_KEYSTORE, else\n"
          "                        ${XDG_DATA_HOME:-~/.local/share}/mcpsig)\n"
@@ -63,6 +65,7 @@ static int parse_argv(int argc, char **argv) {
   enum { OPT_KEYSTORE = 0x100, OPT_EXIT_IDLE };
   static const struct option options[] = {
     { "foreground", no_argument, NULL, 'D' },
+    { "verbose", no_argument, NULL, 'v' },
     { "socket", required_argument, NULL, 'a' },
     { "keystore", required_argument, NULL, OPT_KEYSTORE },
     { "exit-idle", required_argument, NULL, OPT_EXIT_IDLE },
@@ -73,9 +76,10 @@ static int parse_argv(int argc, char **argv) {
   };
   int c;
 
-  while ((c = getopt_long(argc, argv, "Da:khV", options, NULL)) >= 0) {
+  while ((c = getopt_long(argc, argv, "Dva:khV", options, NULL)) >= 0) {
     switch (c) {
     case 'D': arg_foreground = true; break;
+    case 'v': arg_verbose++; break;
     case 'a': arg_socket = optarg; break;
     case OPT_KEYSTORE: arg_keystore = optarg; break;
     case OPT_EXIT_IDLE: {
@@ -266,6 +270,16 @@ int main(int argc, char **argv) {
     return r < 0 ? 1 : 0;
   if (arg_kill)
     return agent_kill();
+  log_open();
+  const char *lv = getenv("MCPSIG_LOG_LEVEL");
+  int prio = LOG_INFO;
+  if (lv && *lv && log_level_parse(lv, &prio) < 0) {
+    log_msg(LOG_ERR, "MCPSIG_LOG_LEVEL=%s is not one of err, warning, info, debug", lv);
+    return 1;
+  }
+  if (arg_verbose || getenv("MCPSIG_DEBUG"))
+    prio = LOG_DEBUG;
+  log_set_level(prio);
   harden();
   if (sodium_init() < 0) {
     log_msg(LOG_ERR, "libsodium failed to initialize");

@@ -349,8 +349,9 @@ static void on_connection(uv_stream_t *listener, int status) {
   /* Invariant 5: only the owner's processes are served, and the check
    * comes before any byte of theirs is read. */
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.uid != geteuid()) {
-    log_msg(LOG_WARNING, "refused a connection from uid %ld pid %ld: not this agent's user (uid %ld)",
-            (long)cred.uid, (long)cred.pid, (long)geteuid());
+    char why[64];
+    snprintf(why, sizeof(why), "not this agent's user (uid %ld)", (long)geteuid());
+    log_peer_refused((long)cred.pid, (long)cred.uid, why);
     conn_close(c);
     return;
   }
@@ -359,8 +360,9 @@ static void on_connection(uv_stream_t *listener, int status) {
   peer_identify(c, fd);
   if (srv->n_conns > MCPSIG_MAX_CONNECTIONS) {
     struct write_req *w = write_req_new();
-    log_msg(LOG_WARNING, "refused a connection from pid %ld: %zu connections already open", (long)cred.pid,
-            srv->n_conns - 1);
+    char why[64];
+    snprintf(why, sizeof(why), "%zu connections already open", srv->n_conns - 1);
+    log_peer_refused((long)cred.pid, (long)cred.uid, why);
     if (!w) {
       conn_close(c);
       return;
