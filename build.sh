@@ -14,7 +14,7 @@ BUILD=$SRC/build
 
 PACKAGES="build-essential autoconf automake libtool pkg-config libuv1-dev libsodium-dev libmsgpack-dev
 libsystemd-dev libssl-dev libjansson-dev libcurl4-openssl-dev"
-TEST_PACKAGES="strace curl openssl util-linux ca-certificates"
+TEST_PACKAGES="strace curl openssl util-linux procps ca-certificates"
 
 die() {
 	echo "build.sh: $*" >&2

@@ -110,8 +110,11 @@ start_agent() {
 		return 1
 	}
 	if [ -n "${AGENT_TRACE_DIR:-}" ]; then
-		# $! is strace; the tests signal the agent itself, which printed its pid.
-		AGENT_PID=$(sed -n 's/^MCPSIG_AGENT_PID=\([0-9]*\);.*/\1/p' "$TMP/agent.log" | tail -n 1)
+		# $! is strace, whose child is the agent: the tests signal the agent
+		# itself, and a tracer killed at cleanup would leave it running.
+		tracer=$AGENT_PID
+		AGENT_PID=$(pgrep -P "$tracer" | head -n 1)
+		[ -n "$AGENT_PID" ] || return 1
 		AGENT_PIDS="$AGENT_PIDS $AGENT_PID"
 	fi
 }
