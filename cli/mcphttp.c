@@ -142,15 +142,28 @@ static size_t session_headers(const struct mcp_conn *m, bool has_body, mcpsig_he
   return n;
 }
 
+/* The session's headers plus the four the agent returned, then the transfer. */
+static int send_signed(struct mcp_conn *m, const char *method, const void *body, size_t len, const char *digest,
+                       const char *input, const char *signature, const char *agent, bool once,
+                       struct mcp_reply *rep, char *err, size_t errlen) {
+  mcpsig_header h[MAX_SIGNED_HEADERS];
+  size_t n = session_headers(m, body != NULL, h);
+  h[n++] = (mcpsig_header){ "Content-Digest", digest };
+  h[n++] = (mcpsig_header){ "Signature-Input", input };
+  h[n++] = (mcpsig_header){ "Signature", signature };
+  h[n++] = (mcpsig_header){ "Signature-Agent", agent };
+  return transfer(m, method, h, n, body, len, once, rep, err, errlen);
+}
+
 int mcp_send(struct mcp_conn *m, const char *method, const char *key, const char *body, struct mcp_reply *rep,
              char *err, size_t errlen) {
   mcpsig_header h[MAX_SIGNED_HEADERS];
-  size_t n = session_headers(m, body != NULL, h);
   mcpsig_signature *sig = NULL;
 
   memset(rep, 0, sizeof(*rep));
   mcpsig_sign_request req = {
-    .identity = m->identity, .method = method, .uri = m->url, .headers = h, .n_headers = n,
+    .identity = m->identity, .method = method, .uri = m->url, .headers = h,
+    .n_headers = session_headers(m, body != NULL, h),
     .body = body ? body : "", .body_len = body ? strlen(body) : 0, .key = key,
   };
   int r = mcpsig_sign_http(m->agent, &req, &sig);
@@ -160,11 +173,8 @@ int mcp_send(struct mcp_conn *m, const char *method, const char *key, const char
     return MCP_ESIGN;
   }
   snprintf(m->keyid, sizeof(m->keyid), "%s", sig->keyid);
-  h[n++] = (mcpsig_header){ "Content-Digest", sig->content_digest };
-  h[n++] = (mcpsig_header){ "Signature-Input", sig->signature_input };
-  h[n++] = (mcpsig_header){ "Signature", sig->signature };
-  h[n++] = (mcpsig_header){ "Signature-Agent", sig->signature_agent };
-  r = transfer(m, method, h, n, body, body ? strlen(body) : 0, false, rep, err, errlen);
+  r = send_signed(m, method, body, body ? strlen(body) : 0, sig->content_digest, sig->signature_input,
+                  sig->signature, sig->signature_agent, false, rep, err, errlen);
   mcpsig_signature_free(sig);
   return r;
 }
@@ -172,15 +182,9 @@ int mcp_send(struct mcp_conn *m, const char *method, const char *key, const char
 int mcp_send_presigned(struct mcp_conn *m, const unsigned char *body, size_t len, const char *content_digest,
                        const char *signature_input, const char *signature, const char *signature_agent,
                        struct mcp_reply *rep, char *err, size_t errlen) {
-  mcpsig_header h[MAX_SIGNED_HEADERS];
-  size_t n = session_headers(m, true, h);
-
   memset(rep, 0, sizeof(*rep));
-  h[n++] = (mcpsig_header){ "Content-Digest", content_digest };
-  h[n++] = (mcpsig_header){ "Signature-Input", signature_input };
-  h[n++] = (mcpsig_header){ "Signature", signature };
-  h[n++] = (mcpsig_header){ "Signature-Agent", signature_agent };
-  return transfer(m, "POST", h, n, body, len, true, rep, err, errlen);
+  return send_signed(m, "POST", body, len, content_digest, signature_input, signature, signature_agent, true, rep,
+                     err, errlen);
 }
 
 static json_t *find_id(json_t *msg, json_int_t id) {

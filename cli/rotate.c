@@ -62,6 +62,18 @@ static void remember(struct rotation *rot, const mcpsig_binding *b) {
   snprintf(rot->new_keyid, sizeof(rot->new_keyid), "%s", b->pending_keyid ? b->pending_keyid : "");
 }
 
+/* Reads the binding's state into rot; 0, or the exit status of a failed call. */
+static int state_load(struct rotation *rot, bool *ret_pending) {
+  mcpsig_binding *b = NULL;
+  int r = mcpsig_rotate_status(rot->agent, arg_identity, rot->url, &b);
+  if (r < 0)
+    return call_failed(rot->agent, r);
+  remember(rot, b);
+  *ret_pending = b->pending_keyid != NULL;
+  mcpsig_binding_free(b);
+  return 0;
+}
+
 /* Prints the outcome and returns its exit status. */
 static int outcome(struct rotation *rot, int status) {
   static const char *const names[] = { [ROTATE_COMMITTED] = "committed", [ROTATE_ABORTED] = "aborted",
@@ -144,14 +156,12 @@ static int verdict(struct rotation *rot, int sent, const struct mcp_reply *rep, 
 static int rotate_oneshot(struct rotation *rot) {
   char err[ERRLEN];
   mcpsig_binding *b = NULL;
+  bool pending;
   long status = 0;
   int r;
 
-  if ((r = mcpsig_rotate_status(rot->agent, arg_identity, rot->url, &b)) < 0)
-    return call_failed(rot->agent, r);
-  remember(rot, b);
-  bool pending = b->pending_keyid != NULL;
-  mcpsig_binding_free(b);
+  if ((r = state_load(rot, &pending)) != 0)
+    return r;
   if (pending) {
     snprintf(rot->reason, sizeof(rot->reason),
              "a rotation of %s for %s is already pending with new key %s; settle it first with: mcpsig rotate "
@@ -213,16 +223,13 @@ static int rotate_oneshot(struct rotation *rot) {
 static int rotate_resume(struct rotation *rot) {
   static const char ping[] = "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}";
   char err[ERRLEN], err1[ERRLEN];
-  mcpsig_binding *b = NULL;
   struct mcp_reply rep;
+  bool pending;
   long status = 0;
   int r;
 
-  if ((r = mcpsig_rotate_status(rot->agent, arg_identity, rot->url, &b)) < 0)
-    return call_failed(rot->agent, r);
-  remember(rot, b);
-  bool pending = b->pending_keyid != NULL;
-  mcpsig_binding_free(b);
+  if ((r = state_load(rot, &pending)) != 0)
+    return r;
   if (!pending) {
     snprintf(rot->reason, sizeof(rot->reason), "no rotation is pending for %s %s: nothing to resume", rot->identity,
              rot->origin);

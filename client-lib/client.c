@@ -571,7 +571,22 @@ int mcpsig_import(mcpsig_client *c, const char *identity, const char *origin, co
   return r < 0 ? r : public_result(zone, &res, ret_info);
 }
 
+/* The request's headers as wire pairs (they point at the caller's strings); free the array. */
+static int pairs_from_headers(mcpsig_client *c, const mcpsig_header *h, size_t n, struct proto_pair **ret) {
+  *ret = NULL;
+  if (n == 0)
+    return 0;
+  struct proto_pair *pairs = calloc(n, sizeof(*pairs));
+  if (!pairs)
+    return set_error(c, -ENOMEM, NULL);
+  for (size_t i = 0; i < n; i++)
+    pairs[i] = (struct proto_pair){ h[i].name, h[i].value };
+  *ret = pairs;
+  return 0;
+}
+
 int mcpsig_sign_http(mcpsig_client *c, const mcpsig_sign_request *req, mcpsig_signature **ret_sig) {
+  int r;
   struct proto_sign_params p;
   struct proto_sign_result res;
   msgpack_zone *zone = NULL;
@@ -586,13 +601,8 @@ int mcpsig_sign_http(mcpsig_client *c, const mcpsig_sign_request *req, mcpsig_si
   p.origin = req->origin;
   p.method = req->method;
   p.uri = req->uri;
-  if (req->n_headers > 0) {
-    headers = calloc(req->n_headers, sizeof(*headers));
-    if (!headers)
-      return set_error(c, -ENOMEM, NULL);
-    for (size_t i = 0; i < req->n_headers; i++)
-      headers[i] = (struct proto_pair){ req->headers[i].name, req->headers[i].value };
-  }
+  if ((r = pairs_from_headers(c, req->headers, req->n_headers, &headers)) < 0)
+    return r;
   p.headers = headers;
   p.n_headers = req->n_headers;
   if (req->body) {
@@ -606,7 +616,7 @@ int mcpsig_sign_http(mcpsig_client *c, const mcpsig_sign_request *req, mcpsig_si
   p.components = (const char **)req->components;
   p.n_components = req->n_components;
   p.key = req->key;
-  int r = call(c, "sign.http", &proto_sign_params_schema, &p, &proto_sign_result_schema, &res, &zone);
+  r = call(c, "sign.http", &proto_sign_params_schema, &p, &proto_sign_result_schema, &res, &zone);
   free(headers);
   if (r < 0)
     return r;
@@ -695,6 +705,7 @@ int mcpsig_rotate_status(mcpsig_client *c, const char *identity, const char *ori
 }
 
 int mcpsig_sign_rotate(mcpsig_client *c, const mcpsig_rotate_request *req, mcpsig_rotate_signature **ret_sig) {
+  int r;
   struct proto_rotate_sign_params p;
   struct proto_rotate_sign_result res;
   msgpack_zone *zone = NULL;
@@ -708,16 +719,11 @@ int mcpsig_sign_rotate(mcpsig_client *c, const mcpsig_rotate_request *req, mcpsi
   p.uri = req->uri;
   p.id = (struct proto_scalar){ req->id_str, req->id_num };
   p.has_id = true;
-  if (req->n_headers > 0) {
-    headers = calloc(req->n_headers, sizeof(*headers));
-    if (!headers)
-      return set_error(c, -ENOMEM, NULL);
-    for (size_t i = 0; i < req->n_headers; i++)
-      headers[i] = (struct proto_pair){ req->headers[i].name, req->headers[i].value };
-  }
+  if ((r = pairs_from_headers(c, req->headers, req->n_headers, &headers)) < 0)
+    return r;
   p.headers = headers;
   p.n_headers = req->n_headers;
-  int r = call(c, "sign.rotate", &proto_rotate_sign_params_schema, &p, &proto_rotate_sign_result_schema, &res, &zone);
+  r = call(c, "sign.rotate", &proto_rotate_sign_params_schema, &p, &proto_rotate_sign_result_schema, &res, &zone);
   free(headers);
   if (r < 0)
     return r;

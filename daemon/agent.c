@@ -204,7 +204,7 @@ static int binding_new(struct agent *a, struct identity *id, const char *origin,
   }
   b->identity = id;
   b->active = *key;
-  memset(key, 0, sizeof(*key)); /* owned by the binding */
+  sodium_memzero(key, sizeof(*key)); /* owned by the binding */
   memcpy(b->tag, b->active.keyid, sizeof(b->tag));
   b->created = agent_now(a);
   /* Invariant 1: durable before anyone can see a signature under it. */
@@ -300,14 +300,17 @@ int agent_rotate_begin(struct agent *a, struct binding *b, char *err, size_t err
   return 0;
 }
 
-static int no_rotation(const struct binding *b, char *err, size_t errlen) {
+int agent_rotation_pending(const struct binding *b, char *err, size_t errlen) {
+  if (b->has_pending)
+    return 0;
   return errmsg(err, errlen, MCPSIG_ENOROTATION, "no rotation is pending for %s %s; start one with rotate.begin (mcpsig rotate --begin)",
                 b->identity->name, b->origin);
 }
 
 int agent_rotate_commit(struct agent *a, struct binding *b, char *err, size_t errlen) {
-  if (!b->has_pending)
-    return no_rotation(b, err, errlen);
+  int r = agent_rotation_pending(b, err, errlen);
+  if (r < 0)
+    return r;
   char **retired = realloc(b->retired, (b->n_retired + 1) * sizeof(*retired));
   if (!retired)
     return -ENOMEM;
@@ -320,7 +323,7 @@ int agent_rotate_commit(struct agent *a, struct binding *b, char *err, size_t er
   b->n_retired++;
   /* The binding file now names k2 and retires k1 in one atomic rename; a
    * crash before it leaves PENDING(k1, k2), after it ACTIVE(k2). */
-  int r = keystore_binding_write(a->ks, a->pool, b, err, errlen);
+  r = keystore_binding_write(a->ks, a->pool, b, err, errlen);
   if (r < 0) {
     b->n_retired--;
     free(retired[b->n_retired]);
@@ -330,7 +333,7 @@ int agent_rotate_commit(struct agent *a, struct binding *b, char *err, size_t er
     return r;
   }
   key_destroy(a->pool, &old);
-  memset(&b->pending, 0, sizeof(b->pending));
+  sodium_memzero(&b->pending, sizeof(b->pending)); /* a copy of the active key's handle */
   /* The commit is durable already; a pending file left behind holds the
    * active key, and the next load removes it. */
   char why[256];
@@ -340,13 +343,12 @@ int agent_rotate_commit(struct agent *a, struct binding *b, char *err, size_t er
 }
 
 int agent_rotate_abort(struct agent *a, struct binding *b, char *err, size_t errlen) {
-  if (!b->has_pending)
-    return no_rotation(b, err, errlen);
-  int r = keystore_pending_discard(a->ks, b->identity->name, b->origin, err, errlen);
+  int r = agent_rotation_pending(b, err, errlen);
+  if (r == 0)
+    r = keystore_pending_discard(a->ks, b->identity->name, b->origin, err, errlen);
   if (r < 0)
     return r;
-  key_destroy(a->pool, &b->pending);
-  memset(&b->pending, 0, sizeof(b->pending));
+  key_destroy(a->pool, &b->pending); /* wipes the handle too */
   b->has_pending = false;
   return 0;
 }

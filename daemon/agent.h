@@ -82,6 +82,8 @@ int agent_binding_remove(struct agent *a, struct identity *id, const char *origi
  *  - abort: the pending key's file is discarded, then the key is wiped.
  */
 int agent_rotate_begin(struct agent *a, struct binding *b, char *err, size_t errlen);
+/* 0 when a rotation of b is pending, else MCPSIG_ENOROTATION with a message naming the binding. */
+int agent_rotation_pending(const struct binding *b, char *err, size_t errlen);
 int agent_rotate_commit(struct agent *a, struct binding *b, char *err, size_t errlen);
 int agent_rotate_abort(struct agent *a, struct binding *b, char *err, size_t errlen);
 

@@ -559,10 +559,8 @@ static int m_sign_rotate(struct call *c) {
       (r = httpsig_request_init(&req, "POST", p.uri, p.headers, p.n_headers, c->err, sizeof(c->err))) < 0 ||
       (r = rotate_target(c, p.identity, p.origin ? p.origin : p.uri, &b)) < 0)
     return reply_error(c, r);
-  if (!b->has_pending)
-    return reply_error(c, set_err(c, MCPSIG_ENOROTATION,
-                                  "no rotation is pending for %s %s; start one with rotate.begin (mcpsig rotate --begin)",
-                                  b->identity->name, b->origin));
+  if ((r = agent_rotation_pending(b, c->err, sizeof(c->err))) < 0)
+    return reply_error(c, r);
   for (size_t i = 0; i < p.n_headers; i++)
     if (strcasecmp(p.headers[i].name, "content-digest") == 0 || strcasecmp(p.headers[i].name, "signature") == 0 ||
         strcasecmp(p.headers[i].name, "signature-input") == 0 ||

@@ -21,6 +21,7 @@ const WATCHDOG_MS = 240_000;
 const PROTOCOL_VERSION = '2025-06-18';
 const ACCEPT = 'application/json, text/event-stream';
 
+import { rpcMessages } from './lib/rpc.mjs';
 import { bail, diag, ok, is, done } from './lib/tap.mjs';
 
 // ---- helpers ---------------------------------------------------------------
@@ -65,31 +66,6 @@ async function sign(method, url, headers, body, acceptSignature) {
     throw new Error(`mcpsig sign --json printed non-JSON: ${JSON.stringify(r.stdout.slice(0, 200))}`);
   }
   return out;
-}
-
-// Pulls JSON-RPC messages out of either a JSON or an SSE response body.
-function rpcMessages(contentType, text) {
-  if (!text) return [];
-  if ((contentType ?? '').startsWith('text/event-stream')) {
-    const messages = [];
-    for (const event of text.split(/\r?\n\r?\n/)) {
-      const data = event.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n');
-      if (data) {
-        try {
-          messages.push(JSON.parse(data));
-        } catch {
-          // Priming events may carry no JSON.
-        }
-      }
-    }
-    return messages;
-  }
-  try {
-    const parsed = JSON.parse(text);
-    return Array.isArray(parsed) ? parsed : [parsed];
-  } catch {
-    return [];
-  }
 }
 
 async function send(method, url, headers, body) {

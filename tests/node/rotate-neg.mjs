@@ -16,6 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ed25519FromSeed, signatureBase, signBase, signRequest, thumbprint } from './lib/sign.mjs';
 import { verifyRequest } from './lib/verify.mjs';
+import { rpcMessages } from './lib/rpc.mjs';
 import { bail, diag, ok, is, done } from './lib/tap.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -161,31 +162,6 @@ function startServer() {
 
 function stopServer() {
   if (serverProc && serverProc.exitCode === null) serverProc.kill('SIGTERM');
-}
-
-// JSON-RPC messages from a JSON or an SSE body.
-function rpcMessages(contentType, text) {
-  if (!text) return [];
-  if ((contentType ?? '').startsWith('text/event-stream')) {
-    const messages = [];
-    for (const event of text.split(/\r?\n\r?\n/)) {
-      const data = event.split(/\r?\n/).filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n');
-      if (data) {
-        try {
-          messages.push(JSON.parse(data));
-        } catch {
-          // Priming events may carry no JSON.
-        }
-      }
-    }
-    return messages;
-  }
-  try {
-    const parsed = JSON.parse(text);
-    return Array.isArray(parsed) ? parsed : [parsed];
-  } catch {
-    return [];
-  }
 }
 
 // Sends one request. A connection the server drops comes back as

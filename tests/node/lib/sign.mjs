@@ -10,6 +10,7 @@
 import crypto from 'node:crypto';
 import { serializeDictionary, serializeInnerList, serializeItem } from 'structured-headers';
 import { calculateJwkThumbprint } from 'jose';
+import { toBuffer } from './verify.mjs';
 
 const DIRECTORY_MEDIA_TYPE = 'application/http-message-signatures-directory+json';
 const SEP_COMPONENTS = ['@method', '@target-uri', 'content-digest'];
@@ -18,14 +19,6 @@ const CONDITIONAL_COMPONENTS = ['mcp-protocol-version', 'mcp-session-id'];
 // PKCS#8 wrapping of a raw Ed25519 seed (RFC 8410 §7): everything before the
 // 32 seed bytes is fixed.
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
-
-function toBuffer(body) {
-  if (body === undefined || body === null) return Buffer.alloc(0);
-  if (Buffer.isBuffer(body)) return body;
-  if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
-  if (typeof body === 'string') return Buffer.from(body, 'utf8');
-  throw new TypeError('body must be a Buffer, Uint8Array or string');
-}
 
 function toArrayBuffer(bytes) {
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);

@@ -59,7 +59,8 @@ function lowerHeaders(headers) {
   return out;
 }
 
-function toBuffer(body) {
+// The exact content bytes of a body given as a Buffer, Uint8Array or string.
+export function toBuffer(body) {
   if (body === undefined || body === null) return Buffer.alloc(0);
   if (Buffer.isBuffer(body)) return body;
   if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
