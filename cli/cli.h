@@ -44,6 +44,22 @@ void binding_print(const mcpsig_binding *b);
 /* Parses curl's -H 'Name: value'; 1 for a 'Name:' that sends nothing. */
 int header_parse(const char *arg, mcpsig_header *h, char **ret_storage);
 
+/* Reads a whole file ("-" for stdin) of at most max bytes, into guarded memory when secret. */
+int file_read(const char *path, size_t max, bool secret, unsigned char **ret, size_t *ret_len);
+void file_free(unsigned char *buf, bool secret);
+/* The names of an --alg A,B,C option. */
+struct alg_list {
+  const char **names;
+  size_t n;
+  char *storage;
+};
+/* Splits arg into l (replacing what it held); 0, or the exit status after saying why. */
+int alg_list_parse(const struct command *cmd, const char *arg, struct alg_list *l);
+void alg_list_free(struct alg_list *l);
+/* After getopt: the URL operand, when -u was not given; 0, or the exit status for an extra operand. */
+int url_operand(const struct command *cmd, int argc, char **argv, const char **url);
+
+int cmd_dpop(int argc, char **argv);
 int cmd_rotate(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
 

@@ -103,8 +103,7 @@ int json_print(json_t *j) {
   return 0;
 }
 
-/* Reads a whole file ("-" for stdin), into guarded memory when secret. */
-static int file_read(const char *path, size_t max, bool secret, unsigned char **ret, size_t *ret_len) {
+int file_read(const char *path, size_t max, bool secret, unsigned char **ret, size_t *ret_len) {
   int fd = strcmp(path, "-") == 0 ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return -errno;
@@ -153,6 +152,47 @@ static int file_read(const char *path, size_t max, bool secret, unsigned char **
   *ret = buf;
   *ret_len = len;
   return 0;
+}
+
+void file_free(unsigned char *buf, bool secret) {
+  if (secret)
+    sodium_free(buf);
+  else
+    free(buf);
+}
+
+int alg_list_parse(const struct command *cmd, const char *arg, struct alg_list *l) {
+  size_t n = 1;
+  alg_list_free(l);
+  for (const char *p = arg; *p; p++)
+    n += *p == ',';
+  l->storage = strdup(arg);
+  l->names = calloc(n, sizeof(*l->names));
+  if (!l->storage || !l->names) {
+    alg_list_free(l);
+    return fail("out of memory");
+  }
+  for (char *save = NULL, *tok = strtok_r(l->storage, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save))
+    l->names[l->n++] = tok;
+  if (l->n == 0) {
+    alg_list_free(l);
+    return usage_error(cmd, "--alg '%s' names no algorithm; give a comma-separated list", arg);
+  }
+  return 0;
+}
+
+int url_operand(const struct command *cmd, int argc, char **argv, const char **url) {
+  if (optind < argc && !*url)
+    *url = argv[optind++];
+  if (optind < argc)
+    return usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+  return 0;
+}
+
+void alg_list_free(struct alg_list *l) {
+  free(l->names);
+  free(l->storage);
+  memset(l, 0, sizeof(*l));
 }
 
 /* ---- options shared by the simple commands ---- */
@@ -331,8 +371,8 @@ static int cmd_add_identity(int argc, char **argv) {
   PARSE("add-identity", "a", 1);
   if (o.operand >= argc)
     return usage_error(cmd, "%s", "missing NAME");
-  if (o.alg && strcmp(o.alg, "ed25519") != 0)
-    return usage_error(cmd, "unsupported --alg '%s' (supported: ed25519)", o.alg);
+  if (o.alg && strcmp(o.alg, "ed25519") != 0 && strcmp(o.alg, "p256") != 0 && strcmp(o.alg, "p384") != 0)
+    return usage_error(cmd, "unknown --alg '%s' (key types: ed25519, p256, p384)", o.alg);
   const char *name = argv[o.operand];
   mcpsig_client *cl;
   int r = agent_open(&cl);
@@ -341,7 +381,7 @@ static int cmd_add_identity(int argc, char **argv) {
   if ((r = mcpsig_identity_add(cl, name, o.alg)) < 0)
     r = call_failed(cl, r);
   else
-    printf("identity %s added\n", name);
+    printf("identity %s added (%s keys)\n", name, o.alg ? o.alg : "ed25519");
   mcpsig_close(cl);
   return r;
 }
@@ -516,7 +556,7 @@ int header_parse(const char *arg, mcpsig_header *h, char **ret_storage) {
 }
 
 static int cmd_sign(int argc, char **argv) {
-  enum { O_DATA_BINARY = 0x100, O_DATA_RAW, O_ACCEPT, O_JSON, O_ORIGIN, O_IDENTITY, O_LABEL, O_KEY };
+  enum { O_DATA_BINARY = 0x100, O_DATA_RAW, O_ACCEPT, O_JSON, O_ORIGIN, O_IDENTITY, O_LABEL, O_KEY, O_ALG };
   static const struct option opts[] = {
     { "request", required_argument, NULL, 'X' },  { "url", required_argument, NULL, 'u' },
     { "header", required_argument, NULL, 'H' },   { "data", required_argument, NULL, 'd' },
@@ -524,9 +564,11 @@ static int cmd_sign(int argc, char **argv) {
     { "data-raw", required_argument, NULL, O_DATA_RAW }, { "accept-signature", required_argument, NULL, O_ACCEPT },
     { "json", no_argument, NULL, O_JSON },         { "origin", required_argument, NULL, O_ORIGIN },
     { "identity", required_argument, NULL, O_IDENTITY }, { "label", required_argument, NULL, O_LABEL },
-    { "key", required_argument, NULL, O_KEY },     { "help", no_argument, NULL, 'h' },           {},
+    { "key", required_argument, NULL, O_KEY },     { "alg", required_argument, NULL, O_ALG },
+    { "help", no_argument, NULL, 'h' },            {},
   };
   const struct command *cmd = command_find("sign");
+  struct alg_list algs = { 0 };
   const char *method = NULL, *url = NULL, *accept = NULL, *origin = NULL, *label = NULL, *key = NULL;
   mcpsig_header headers[MAX_HEADERS];
   char *storage[MAX_HEADERS];
@@ -584,16 +626,16 @@ static int cmd_sign(int argc, char **argv) {
       }
       key = optarg;
       break;
+    case O_ALG:
+      if ((r = alg_list_parse(cmd, optarg, &algs)) != 0)
+        goto out;
+      break;
     case 'h': r = -2; goto out;
     default: r = bad_option(argv); goto out;
     }
   }
-  if (optind < argc && !url)
-    url = argv[optind++];
-  if (optind < argc) {
-    r = usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+  if ((r = url_operand(cmd, argc, argv, &url)) != 0)
     goto out;
-  }
   if (!url) {
     r = usage_error(cmd, "%s", "-u URL is required");
     goto out;
@@ -604,6 +646,7 @@ static int cmd_sign(int argc, char **argv) {
   mcpsig_sign_request req = {
     .identity = arg_identity, .origin = origin, .method = method, .uri = url, .headers = headers,
     .n_headers = n_headers, .accept_signature = accept, .label = label, .key = key,
+    .algorithms = algs.names, .n_algorithms = algs.n,
   };
   char digest[MCPSIG_CONTENT_DIGEST_LEN];
   if (body.len > 1024u * 1024u) {
@@ -635,6 +678,7 @@ out:
   for (size_t i = 0; i < n_headers; i++)
     free(storage[i]);
   free(body.p);
+  alg_list_free(&algs);
   return r;
 }
 
@@ -645,26 +689,44 @@ static const struct command commands[] = {
   { "list", cmd_list, "[--json] [--identity NAME]",
     "List the bindings: for each (identity, origin), its tag, key id, algorithm and rotation state.\n"
     "--json prints an array of {identity, origin, tag, keyid, alg, state, pending_keyid, retired}.\n" },
-  { "add-identity", cmd_add_identity, "NAME [--alg ed25519]",
+  { "add-identity", cmd_add_identity, "NAME [--alg ed25519|p256|p384]",
     "Add a named identity. Signing for a name that was never added is refused,\n"
-    "so a typo never mints a new tag.\n" },
+    "so a typo never mints a new tag. --alg is the key type of its new bindings (default\n"
+    "ed25519; p256 and p384 are ECDSA, for servers that need ecdsa-p256-sha256 or ES256).\n" },
   { "remove", cmd_remove, "(--origin URL | --all) [--identity NAME]",
     "Delete the key of one origin for the identity, or the whole identity, wiping the key files.\n"
     "The server will no longer recognize this client; a later request starts a new tag.\n" },
   { "import", cmd_import, "--origin URL (--jwk FILE | --seed FILE) [--identity NAME] [--json]",
-    "Import an existing Ed25519 private key for (identity, origin): a JWK with \"d\", or a file of\n"
-    "exactly 32 raw seed bytes. Refused if the binding exists. The tag is the key's thumbprint.\n" },
+    "Import an existing private key for (identity, origin): a JWK with \"d\" (Ed25519, or EC P-256\n"
+    "or P-384), or a file of exactly 32 raw Ed25519 seed bytes. Refused if the binding exists.\n"
+    "The tag is the key's thumbprint.\n" },
   { "jwk", cmd_jwk, "--origin URL [--identity NAME]",
     "Print the public JWK of (identity, origin), for clientInfo.cnf.jwk. Creates the key on first use.\n" },
   { "sign", cmd_sign,
-    "-X METHOD -u URL [-H 'Name: value']... [-d DATA | --data-binary @FILE] [--accept-signature VALUE] [--json]",
+    "-X METHOD -u URL [-H 'Name: value']... [-d DATA | --data-binary @FILE] [--accept-signature VALUE]\n"
+    "              [--alg ALG[,ALG...]] [--json]",
     "Sign an HTTP request (RFC 9421, SEP-2752) and print the headers to add, one 'Name: value'\n"
     "line each, usable as curl -H @FILE. -d, --data-ascii, --data-binary and --data-raw behave as\n"
     "curl's (-d @FILE strips CR and LF), so the digest matches what curl sends with the same flags.\n"
     "The URL is signed exactly as given: lowercase scheme and host, no default port, a path.\n"
     "Options: --accept-signature VALUE answers a server's 401; --origin URL names the key scope;\n"
     "--label LABEL; --identity NAME; --key pending signs with the new key of a rotation in flight\n"
-    "(to probe the server); --json prints {\"headers\":{...},\"keyid\":...,\"tag\":...}.\n" },
+    "(to probe the server); --alg lists the RFC 9421 algorithms the server accepts (ed25519,\n"
+    "ecdsa-p256-sha256, ecdsa-p384-sha384), which picks the key type of a new binding;\n"
+    "--json prints {\"headers\":{...},\"keyid\":...,\"tag\":...}.\n" },
+  { "dpop", cmd_dpop,
+    "-X METHOD -u URL --origin URL [--token TOKEN | --token-file FILE] [--nonce NONCE]\n"
+    "              [--alg ALG[,ALG...]] [--json]",
+    "Make an RFC 9449 DPoP proof for one request and print it (the DPoP header's value).\n"
+    "--origin is required: it names the key scope, normally the MCP server's origin. Use the same\n"
+    "--origin for the token endpoint's proofs and the MCP requests' proofs, so the access token is\n"
+    "bound to the key the MCP requests use. The URL's query and fragment are left out of htu.\n"
+    "--token or --token-file FILE ('-' for stdin) gives the access token, for ath (at the resource\n"
+    "server, not the token endpoint); --nonce copies the server's latest DPoP-Nonce;\n"
+    "--alg lists the JWS algorithms the server accepts (dpop_signing_alg_values_supported: EdDSA,\n"
+    "Ed25519, ES256, ES384, ...), which picks the key type of a new binding (an Ed25519 identity\n"
+    "falls back to ES256 when the server takes only that). --json prints\n"
+    "{\"proof\":...,\"jkt\":...,\"alg\":...}; jkt is the key's thumbprint (the token's cnf.jkt).\n" },
   { "rotate", cmd_rotate,
     "URL | --resume URL | (--begin | --commit | --abort | --status) --origin URL  [--json] [--timeout SECS]",
     "Rotate the key of (identity, origin) while the tag stays the same (SEP-2752 signatures/rotateKey).\n"

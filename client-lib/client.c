@@ -616,6 +616,8 @@ int mcpsig_sign_http(mcpsig_client *c, const mcpsig_sign_request *req, mcpsig_si
   p.components = (const char **)req->components;
   p.n_components = req->n_components;
   p.key = req->key;
+  p.algorithms = (const char **)req->algorithms;
+  p.n_algorithms = req->n_algorithms;
   r = call(c, "sign.http", &proto_sign_params_schema, &p, &proto_sign_result_schema, &res, &zone);
   free(headers);
   if (r < 0)
@@ -635,6 +637,37 @@ mcpsig_signature *mcpsig_signature_free(mcpsig_signature *s) {
   if (s) {
     msgpack_zone_free(s->internal_);
     free(s);
+  }
+  return NULL;
+}
+
+int mcpsig_dpop(mcpsig_client *c, const mcpsig_dpop_request *req, mcpsig_dpop_proof **ret_proof) {
+  struct proto_dpop_params p;
+  struct proto_dpop_result res;
+  msgpack_zone *zone = NULL;
+  int r;
+
+  if (!req || !ret_proof)
+    return set_error(c, -EINVAL, NULL);
+  p = (struct proto_dpop_params){ req->identity, req->origin, req->htm, req->htu, req->access_token, req->nonce,
+                                  (const char **)req->algorithms, req->n_algorithms };
+  r = call(c, "dpop.proof", &proto_dpop_params_schema, &p, &proto_dpop_result_schema, &res, &zone);
+  if (r < 0)
+    return r;
+  mcpsig_dpop_proof *d = calloc(1, sizeof(*d));
+  if (!d) {
+    msgpack_zone_free(zone);
+    return -ENOMEM;
+  }
+  *d = (mcpsig_dpop_proof){ res.proof, res.jkt, res.alg, res.created, zone };
+  *ret_proof = d;
+  return 0;
+}
+
+mcpsig_dpop_proof *mcpsig_dpop_proof_free(mcpsig_dpop_proof *d) {
+  if (d) {
+    msgpack_zone_free(d->internal_);
+    free(d);
   }
   return NULL;
 }

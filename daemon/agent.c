@@ -218,7 +218,7 @@ static int binding_new(struct agent *a, struct identity *id, const char *origin,
   return 0;
 }
 
-int agent_binding_get(struct agent *a, struct identity *id, const char *origin, bool create,
+int agent_binding_get(struct agent *a, struct identity *id, const char *origin, bool create, key_alg alg,
                       struct binding **ret_binding, bool *ret_created, char *err, size_t errlen) {
   struct binding *b = agent_binding_find(a, id, origin);
   struct key k;
@@ -232,8 +232,12 @@ int agent_binding_get(struct agent *a, struct identity *id, const char *origin, 
   }
   if (!create)
     return errmsg(err, errlen, MCPSIG_ENOBINDING, "no binding for origin %.300s", origin);
-  if ((r = key_generate(a->pool, id->alg, &k)) < 0)
-    return r;
+  if (!alg)
+    alg = id->alg;
+  if ((r = key_generate(a->pool, alg, &k)) < 0)
+    return r == MCPSIG_EALG ? errmsg(err, errlen, r, "%s keys need OpenSSL libcrypto, and this agent was built without it",
+                                     key_type_name(alg))
+                            : r;
   if ((r = binding_new(a, id, origin, &k, &b, err, errlen)) < 0) {
     key_destroy(a->pool, &k);
     return r;

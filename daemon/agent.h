@@ -60,10 +60,10 @@ int agent_identity_remove(struct agent *a, const char *name, char *err, size_t e
 struct binding *agent_binding_find(struct agent *a, const struct identity *id, const char *origin);
 /*
  * The binding of (id, origin); with create, a new one is made on first
- * contact: a fresh key of the identity's type, tag = its keyid, durably
- * stored before this returns.
+ * contact: a fresh key of type alg (0: the identity's type), tag = its keyid,
+ * durably stored before this returns.
  */
-int agent_binding_get(struct agent *a, struct identity *id, const char *origin, bool create,
+int agent_binding_get(struct agent *a, struct identity *id, const char *origin, bool create, key_alg alg,
                       struct binding **ret_binding, bool *ret_created, char *err, size_t errlen);
 /* Imports a seed as the first key of a new binding; fails with EEXIST if it exists. */
 int agent_binding_import(struct agent *a, struct identity *id, const char *origin, key_alg alg,

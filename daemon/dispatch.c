@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "dispatch.h"
+#include "dpop.h"
 #include "httpsig.h"
 #include "jwk.h"
 #include "log.h"
@@ -87,13 +88,70 @@ static int origin_resolve(struct call *c, const char *url, char origin[MCPSIG_MA
 /* ---- hello ---- */
 
 static int m_hello(struct call *c) {
-  static const char *algs[] = { "ed25519" };
+  static const key_alg all[] = { KEY_ED25519, KEY_P256, KEY_P384 };
+  const char *algs[3];
+  size_t n = 0;
   char dummy;
-  struct proto_hello_result res = { MCPSIG_PROTOCOL_VERSION, PACKAGE_VERSION, algs, 1, (int64_t)getpid() };
+  for (size_t i = 0; i < 3; i++)
+    if (key_alg_available(all[i]))
+      algs[n++] = key_alg_name(all[i]);
+  struct proto_hello_result res = { MCPSIG_PROTOCOL_VERSION, PACKAGE_VERSION, algs, n, (int64_t)getpid() };
   int r = decode(c, &proto_empty_schema, &dummy);
   if (r < 0)
     return reply_error(c, r);
   return reply_result(c, &proto_hello_result_schema, &res);
+}
+
+/* ---- key types and algorithm lists ---- */
+
+/* How a key type is named in a list of the given kind, for messages. */
+static const char *alg_display(alg_names names, key_alg alg) {
+  return names == ALG_NAMES_JOSE ? key_jose_alg(alg, NULL, 0) : key_alg_name(alg);
+}
+
+/*
+ * The key type to use with the binding b of identity id (b NULL on first
+ * contact) when the caller accepts only the algorithms in list (n == 0: any).
+ *  - An existing binding keeps its type for life, so a list that excludes it
+ *    is an error that says so.
+ *  - A first contact takes the identity's type, unless the list excludes it;
+ *    then the first type on the list that this agent makes (SPEC-NOTES §9.18:
+ *    an Ed25519 identity falls back to ES256 for a server that takes only it).
+ *  - A name no registry knows is an error, so a typo is never skipped; a
+ *    registered name the agent cannot make (RS256, ...) is skipped.
+ */
+static int alg_choose(struct call *c, alg_names names, const char *const *list, size_t n, const struct identity *id,
+                      const struct binding *b, key_alg *ret) {
+  key_alg have = b ? b->active.alg : id->alg, first = 0;
+  bool have_ok = n == 0;
+  char joined[256] = "";
+
+  for (size_t i = 0; i < n; i++) {
+    key_alg t = 0;
+    if (key_alg_lookup(names, list[i], &t) < 0)
+      return set_err(c, MCPSIG_EALG, "unknown algorithm \"%.40s\" (this agent makes %s)", list[i],
+                     key_alg_supported_list(names));
+    if (t && !first)
+      first = t;
+    if (t == have)
+      have_ok = true;
+    size_t used = strlen(joined);
+    snprintf(joined + used, sizeof(joined) - used, "%s%.40s", i ? ", " : "", list[i]);
+  }
+  if (have_ok) {
+    *ret = have;
+    return 0;
+  }
+  if (b)
+    return set_err(c, MCPSIG_EALG,
+                   "the key of %s for %s is %s, and the accepted algorithms (%s) exclude it; a binding keeps its key "
+                   "type for life (remove the binding to start again with a new key and tag)",
+                   id->name, b->origin, alg_display(names, have), joined);
+  if (!first)
+    return set_err(c, MCPSIG_EALG, "none of the accepted algorithms (%s) is one this agent makes (%s)", joined,
+                   key_alg_supported_list(names));
+  *ret = first;
+  return 0;
 }
 
 /* ---- identities ---- */
@@ -172,7 +230,7 @@ static int m_identity_public(struct call *c) {
     return reply_error(c, r);
   if (p.alg || p.all)
     return reply_error(c, set_err(c, MCPSIG_EPARAM, "identity.public takes only identity and origin"));
-  if ((r = agent_binding_get(c->a, id, origin, true, &b, &created, c->err, sizeof(c->err))) < 0)
+  if ((r = agent_binding_get(c->a, id, origin, true, 0, &b, &created, c->err, sizeof(c->err))) < 0)
     return reply_error(c, r);
   if (created)
     log_binding_created(c->peer, b);
@@ -190,8 +248,11 @@ static int m_identity_add(struct call *c) {
     return reply_error(c, set_err(c, MCPSIG_EPARAM, "identity is required"));
   if (p.origin || p.all)
     return reply_error(c, set_err(c, MCPSIG_EPARAM, "identity.add takes only identity and alg"));
-  if (p.alg && key_alg_parse(p.alg, &alg) < 0)
-    return reply_error(c, set_err(c, MCPSIG_EALG, "unsupported key type \"%.32s\" (supported: ed25519)", p.alg));
+  if (p.alg && key_type_parse(p.alg, &alg) < 0)
+    return reply_error(c, set_err(c, MCPSIG_EALG, "unknown key type \"%.32s\" (key types: ed25519, p256, p384)", p.alg));
+  if (!key_alg_available(alg))
+    return reply_error(c, set_err(c, MCPSIG_EALG, "%s keys need OpenSSL libcrypto, and this agent was built without it",
+                                  key_type_name(alg)));
   if ((r = agent_identity_add(c->a, p.identity, alg, c->err, sizeof(c->err))) < 0)
     return reply_error(c, r);
   log_info(c->peer, "identity %s added", p.identity);
@@ -394,8 +455,20 @@ static int m_sign_http(struct call *c) {
     goto out;
   }
   /* Everything the server asked for is checked before a first contact
-   * creates a binding: a refused request changes nothing. */
-  key_alg alg = want_pending ? b->pending.alg : b ? b->active.alg : id->alg;
+   * creates a binding: a refused request changes nothing. The server's
+   * Accept-Signature alg, when no list is given, is a list of one. */
+  const char *const *accept = p.algorithms;
+  size_t n_accept = p.n_algorithms;
+  if (n_accept == 0 && plan.server_alg) {
+    accept = (const char *const *)&plan.server_alg;
+    n_accept = 1;
+  }
+  key_alg alg = 0;
+  if ((r = alg_choose(c, ALG_NAMES_HTTPSIG, accept, n_accept, id, b, &alg)) < 0) {
+    if (accept != p.algorithms)
+      r = MCPSIG_EACCEPT; /* the problem is in the server's Accept-Signature */
+    goto out;
+  }
   if (plan.server_alg && strcmp(plan.server_alg, key_alg_name(alg)) != 0) {
     r = set_err(c, MCPSIG_EACCEPT, "the server asks for algorithm \"%.32s\", but this binding's key is %s",
                 plan.server_alg, key_alg_name(alg));
@@ -416,7 +489,7 @@ static int m_sign_http(struct call *c) {
     buf_free(&sp);
     if (r < 0)
       goto out;
-    if ((r = agent_binding_get(c->a, id, origin, true, &b, &created_binding, c->err, sizeof(c->err))) < 0)
+    if ((r = agent_binding_get(c->a, id, origin, true, alg, &b, &created_binding, c->err, sizeof(c->err))) < 0)
       goto out;
     log_binding_created(c->peer, b);
   }
@@ -642,6 +715,61 @@ static int m_subscribe(struct call *c) {
   return reply_result(c, &proto_empty_schema, NULL);
 }
 
+/* ---- dpop.proof ---- */
+
+/*
+ * An RFC 9449 proof for one request, with the key of the binding (identity,
+ * origin). The origin is the key scope, named by the caller: the token
+ * endpoint and the MCP server are different origins, but the token is bound
+ * to one key, so both get the proofs of the MCP server's binding.
+ */
+static int m_dpop_proof(struct call *c) {
+  struct proto_dpop_params p;
+  struct identity *id = NULL;
+  struct binding *b;
+  char origin[MCPSIG_MAX_ORIGIN_LEN + 1], htu[MCPSIG_MAX_STR_LEN + 1];
+  unsigned char raw[DPOP_JTI_BYTES];
+  char jti[sodium_base64_ENCODED_LEN(DPOP_JTI_BYTES, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+  char *jws = NULL;
+  bool created = false;
+  key_alg alg = 0;
+  int r;
+
+  if ((r = decode(c, &proto_dpop_params_schema, &p)) < 0 || (r = identity_resolve(c, p.identity, &id)) < 0 ||
+      (r = origin_resolve(c, p.origin, origin)) < 0 || (r = dpop_check_htm(p.htm, c->err, sizeof(c->err))) < 0 ||
+      (p.nonce && (r = dpop_check_nonce(p.nonce, c->err, sizeof(c->err))) < 0) ||
+      (p.access_token && (r = dpop_check_token(p.access_token, c->err, sizeof(c->err))) < 0))
+    return reply_error(c, r);
+  if ((r = uri_htu(p.htu, htu, sizeof(htu), c->err, sizeof(c->err))) < 0) {
+    char why[ERRLEN];
+    snprintf(why, sizeof(why), "%s", c->err);
+    return reply_error(c, set_err(c, r, "htu: %s", why));
+  }
+  b = agent_binding_find(c->a, id, origin);
+  if ((r = alg_choose(c, ALG_NAMES_JOSE, p.algorithms, p.n_algorithms, id, b, &alg)) < 0)
+    return reply_error(c, r);
+  if (!b) {
+    if ((r = agent_binding_get(c->a, id, origin, true, alg, &b, &created, c->err, sizeof(c->err))) < 0)
+      return reply_error(c, r);
+    log_binding_created(c->peer, b);
+  }
+  agent_random(c->a, raw, sizeof(raw));
+  sodium_bin2base64(jti, sizeof(jti), raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  struct dpop_claims cl = {
+    .alg = key_jose_alg(b->active.alg, p.algorithms, p.n_algorithms),
+    .jti = jti, .htm = p.htm, .htu = htu, .iat = agent_now(c->a),
+    .access_token = p.access_token, .nonce = p.nonce,
+  };
+  if ((r = dpop_proof(c->a->pool, &b->active, &cl, &jws)) < 0)
+    return reply_error(c, r);
+  c->a->n_signatures++;
+  log_signature(c->peer, b, &b->active, "dpop");
+  struct proto_dpop_result res = { jws, b->active.keyid, cl.alg, created };
+  r = reply_result(c, &proto_dpop_result_schema, &res);
+  free(jws);
+  return r;
+}
+
 /* ---- the envelope ---- */
 
 static const struct {
@@ -655,6 +783,7 @@ static const struct {
   { "identity.remove", m_identity_remove },
   { "identity.import", m_identity_import },
   { "sign.http", m_sign_http },
+  { "dpop.proof", m_dpop_proof },
   { "rotate.begin", m_rotate_begin },
   { "rotate.commit", m_rotate_commit },
   { "rotate.abort", m_rotate_abort },

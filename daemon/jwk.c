@@ -2,11 +2,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
 
+#include "ec.h"
 #include "jwk.h"
 #include "mcpsig.h"
 #include "proto.h"
@@ -94,13 +96,35 @@ int jwk_thumbprint(const json_t *jwk, char out[KEY_KEYID_LEN + 1]) {
   return b64url(h, sizeof(h), out, KEY_KEYID_LEN + 1);
 }
 
-static json_t *jwk_public_object(const struct key *k) {
-  char x[64];
-  if (k->alg != KEY_ED25519 || b64url(k->pub, k->pub_len, x, sizeof(x)) < 0)
+/* The JWK "crv" of a key type. */
+static const char *jwk_crv(key_alg alg) {
+  switch (alg) {
+  case KEY_ED25519:
+    return "Ed25519";
+  case KEY_P256:
+    return "P-256";
+  case KEY_P384:
+    return "P-384";
+  }
+  return NULL;
+}
+
+json_t *jwk_public_object(const struct key *k) {
+  char x[72], y[72];
+  size_t n = ec_field_len(k->alg);
+
+  if (k->alg == KEY_ED25519) {
+    if (k->pub_len != crypto_sign_PUBLICKEYBYTES || b64url(k->pub, k->pub_len, x, sizeof(x)) < 0)
+      return NULL;
+    /* Public members only, in the order of RFC 8037's examples; no "alg",
+     * because the directory draft restricts it to HTTP signature names. */
+    return json_pack("{s:s, s:s, s:s}", "kty", "OKP", "crv", "Ed25519", "x", x);
+  }
+  /* EC: x and y at the full field length, leading zero bytes kept
+   * (RFC 7518 §6.2.1.2-3), or about one key in 128 gets a wrong thumbprint. */
+  if (n == 0 || k->pub_len != 2 * n || b64url(k->pub, n, x, sizeof(x)) < 0 || b64url(k->pub + n, n, y, sizeof(y)) < 0)
     return NULL;
-  /* Public members only, in the order of RFC 8037's examples; no "alg",
-   * because the directory draft restricts it to HTTP signature names. */
-  return json_pack("{s:s, s:s, s:s}", "kty", "OKP", "crv", "Ed25519", "x", x);
+  return json_pack("{s:s, s:s, s:s, s:s}", "kty", "EC", "crv", jwk_crv(k->alg), "x", x, "y", y);
 }
 
 int jwk_thumbprint_key(const struct key *k, char out[KEY_KEYID_LEN + 1]) {
@@ -175,51 +199,95 @@ static int ierr(char *err, size_t errlen, const char *msg) {
   return MCPSIG_EKEY;
 }
 
+/* Decodes the unpadded base64url member name of o into exactly len bytes. */
+static bool member_bytes(const json_t *o, const char *name, unsigned char *out, size_t len) {
+  const char *v = json_string_value(json_object_get(o, name));
+  size_t n = 0;
+  return v && sodium_base642bin(out, len, v, strlen(v), NULL, &n, NULL, B64URL) == 0 && n == len;
+}
+
+/* The key type named by a private JWK's kty and crv. */
+static int import_type(const json_t *o, key_alg *ret_alg, char *err, size_t errlen) {
+  const char *kty = json_string_value(json_object_get(o, "kty"));
+  const char *crv = json_string_value(json_object_get(o, "crv"));
+  static const key_alg all[] = { KEY_ED25519, KEY_P256, KEY_P384 };
+
+  for (size_t i = 0; kty && crv && i < sizeof(all) / sizeof(all[0]); i++)
+    if (strcmp(crv, jwk_crv(all[i])) == 0 && strcmp(kty, all[i] == KEY_ED25519 ? "OKP" : "EC") == 0) {
+      if (!key_alg_available(all[i]))
+        return ierr(err, errlen, "EC keys need OpenSSL libcrypto, and this agent was built without it");
+      *ret_alg = all[i];
+      return 0;
+    }
+  return ierr(err, errlen,
+              "only Ed25519 (kty \"OKP\", crv \"Ed25519\") and EC P-256 or P-384 (kty \"EC\") JWKs can be imported");
+}
+
+/* The public key that belongs to a private key, written to pub (x or x||y). */
+static int import_public(key_alg alg, const unsigned char *seed, unsigned char *pub) {
+  if (alg == KEY_ED25519) {
+    unsigned char sk[crypto_sign_SECRETKEYBYTES];
+    crypto_sign_seed_keypair(pub, sk, seed);
+    sodium_memzero(sk, sizeof(sk));
+    return 0;
+  }
+#ifdef HAVE_OPENSSL
+  return ec_public_from_scalar(alg, seed, pub);
+#else
+  return MCPSIG_EALG;
+#endif
+}
+
 int jwk_import_private(const void *json, size_t len, key_alg *ret_alg, unsigned char *seed,
                        size_t seed_size, size_t *ret_seed_len, char *err, size_t errlen) {
   json_error_t jerr;
-  unsigned char pk[crypto_sign_PUBLICKEYBYTES], sk[crypto_sign_SECRETKEYBYTES];
-  unsigned char x[crypto_sign_PUBLICKEYBYTES];
-  size_t n = 0;
+  unsigned char pub[KEY_PUB_MAX], given[KEY_PUB_MAX];
+  key_alg alg = 0;
+  size_t n, coord;
   int r = 0;
 
   json_t *o = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
   if (!o)
     return ierr(err, errlen, "the JWK is not valid JSON");
-  const char *kty = json_string_value(json_object_get(o, "kty"));
-  const char *crv = json_string_value(json_object_get(o, "crv"));
-  const char *d = json_string_value(json_object_get(o, "d"));
-  json_t *xv = json_object_get(o, "x");
-  if (!json_is_object(o) || !kty || strcmp(kty, "OKP") != 0 || !crv || strcmp(crv, "Ed25519") != 0) {
-    r = ierr(err, errlen, "only Ed25519 JWKs (kty \"OKP\", crv \"Ed25519\") can be imported");
+  if (!json_is_object(o)) {
+    r = ierr(err, errlen, "the JWK is not a JSON object");
     goto out;
   }
-  if (!d) {
+  if ((r = import_type(o, &alg, err, errlen)) < 0)
+    goto out;
+  n = key_seed_len(alg);
+  if (!json_object_get(o, "d")) {
     r = ierr(err, errlen, "the JWK has no private member \"d\"");
     goto out;
   }
-  if (seed_size < crypto_sign_SEEDBYTES ||
-      sodium_base642bin(seed, seed_size, d, strlen(d), NULL, &n, NULL, B64URL) != 0 ||
-      n != crypto_sign_SEEDBYTES) {
-    r = ierr(err, errlen, "the JWK's \"d\" is not 32 bytes of unpadded base64url");
+  /* RFC 8037 §2 and RFC 7518 §6.2.2.1: d has exactly the key's length. */
+  if (seed_size < n || !member_bytes(o, "d", seed, n)) {
+    if (err && errlen)
+      snprintf(err, errlen, "the JWK's \"d\" is not %zu bytes of unpadded base64url", n);
+    r = MCPSIG_EKEY;
     goto out;
   }
-  if (xv) {
-    size_t xn = 0;
-    const char *xs = json_string_value(xv);
-    crypto_sign_seed_keypair(pk, sk, seed);
-    if (!xs || sodium_base642bin(x, sizeof(x), xs, strlen(xs), NULL, &xn, NULL, B64URL) != 0 ||
-        xn != sizeof(x) || sodium_memcmp(x, pk, sizeof(x)) != 0) {
-      r = ierr(err, errlen, "the JWK's \"x\" does not match its \"d\"");
-      goto out;
-    }
+  if (import_public(alg, seed, pub) < 0) {
+    r = ierr(err, errlen, "the JWK's \"d\" is not a valid private key for its curve (zero, or not below the order)");
+    goto out;
   }
-  *ret_alg = KEY_ED25519;
+  /* The public members, when present, must belong to d. */
+  coord = alg == KEY_ED25519 ? crypto_sign_PUBLICKEYBYTES : n;
+  if (json_object_get(o, "x") &&
+      (!member_bytes(o, "x", given, coord) || sodium_memcmp(given, pub, coord) != 0)) {
+    r = ierr(err, errlen, "the JWK's \"x\" does not match its \"d\"");
+    goto out;
+  }
+  if (alg != KEY_ED25519 && json_object_get(o, "y") &&
+      (!member_bytes(o, "y", given, coord) || sodium_memcmp(given, pub + coord, coord) != 0)) {
+    r = ierr(err, errlen, "the JWK's \"y\" does not match its \"d\"");
+    goto out;
+  }
+  *ret_alg = alg;
   *ret_seed_len = n;
 out:
   if (r < 0)
     sodium_memzero(seed, seed_size);
-  sodium_memzero(sk, sizeof(sk));
   json_decref(o);
   return r;
 }

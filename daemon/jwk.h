@@ -23,6 +23,8 @@ void json_text_free(char *text);
 int jwk_thumbprint(const json_t *jwk, char out[KEY_KEYID_LEN + 1]);
 int jwk_thumbprint_key(const struct key *k, char out[KEY_KEYID_LEN + 1]);
 
+/* The public JWK as a jansson object (public members only), or NULL. */
+json_t *jwk_public_object(const struct key *k);
 /* The public JWK as compact JSON with public members only, e.g.
  * {"kty":"OKP","crv":"Ed25519","x":"..."}. Free with free(). */
 int jwk_public_json(const struct key *k, char **ret_json);
@@ -38,9 +40,13 @@ int jwk_signature_agent(const char *jwk_json, char **ret_value);
 int jwk_signature_agent_set(const char *const *jwk_json, size_t n, char **ret_value);
 
 /*
- * Parses a private JWK (kty OKP, crv Ed25519, d; x, if present, must match d)
- * into a 32-byte seed written to seed (which the caller keeps in guarded
- * memory and wipes). err gets a one-line reason.
+ * Parses a private JWK into its key type and private key, written to seed
+ * (which the caller keeps in guarded memory and wipes):
+ *  - kty "OKP", crv "Ed25519": d is the 32-byte seed;
+ *  - kty "EC", crv "P-256" or "P-384": d is the 32- or 48-byte scalar, in
+ *    [1, n-1].
+ * Public members x (and y), when present, must belong to d. err gets a
+ * one-line reason.
  */
 int jwk_import_private(const void *json, size_t len, key_alg *ret_alg, unsigned char *seed,
                        size_t seed_size, size_t *ret_seed_len, char *err, size_t errlen);

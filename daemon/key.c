@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sodium.h>
 
+#include "ec.h"
 #include "jwk.h"
 #include "key.h"
 #include "mcpsig.h"
@@ -14,20 +15,151 @@ const char *key_alg_name(key_alg alg) {
   switch (alg) {
   case KEY_ED25519:
     return "ed25519";
+  case KEY_P256:
+    return "ecdsa-p256-sha256";
+  case KEY_P384:
+    return "ecdsa-p384-sha384";
   }
   return NULL;
 }
 
-int key_alg_parse(const char *name, key_alg *ret_alg) {
-  if (name && strcmp(name, "ed25519") == 0) {
-    *ret_alg = KEY_ED25519;
-    return 0;
+const char *key_type_name(key_alg alg) {
+  switch (alg) {
+  case KEY_ED25519:
+    return "ed25519";
+  case KEY_P256:
+    return "p256";
+  case KEY_P384:
+    return "p384";
   }
+  return NULL;
+}
+
+int key_type_parse(const char *name, key_alg *ret_alg) {
+  static const key_alg all[] = { KEY_ED25519, KEY_P256, KEY_P384 };
+  for (size_t i = 0; name && i < sizeof(all) / sizeof(all[0]); i++)
+    if (strcmp(name, key_type_name(all[i])) == 0) {
+      *ret_alg = all[i];
+      return 0;
+    }
   return MCPSIG_EALG;
+}
+
+bool key_alg_available(key_alg alg) {
+  switch (alg) {
+  case KEY_ED25519:
+    return true;
+  case KEY_P256:
+  case KEY_P384:
+#ifdef HAVE_OPENSSL
+    return true;
+#else
+    return false;
+#endif
+  }
+  return false;
+}
+
+size_t key_seed_len(key_alg alg) {
+  return alg == KEY_ED25519 ? crypto_sign_SEEDBYTES : ec_field_len(alg);
+}
+
+struct alg_entry {
+  const char *name;
+  key_alg alg; /* 0: registered, but not a key type this agent makes */
+};
+
+/* RFC 9421 §6.2.2, the HTTP Signature Algorithms registry. */
+static const struct alg_entry httpsig_algs[] = {
+  { "ed25519", KEY_ED25519 },      { "ecdsa-p256-sha256", KEY_P256 }, { "ecdsa-p384-sha384", KEY_P384 },
+  { "rsa-pss-sha512", 0 },         { "rsa-v1_5-sha256", 0 },          { "hmac-sha256", 0 },
+};
+
+/* The JWS "alg" values of the IANA JOSE registry (RFC 7518 §7.1, RFC 8037,
+ * RFC 8812, RFC 9864, and the ML-DSA registrations). */
+static const struct alg_entry jose_algs[] = {
+  { "EdDSA", KEY_ED25519 }, { "Ed25519", KEY_ED25519 }, { "ES256", KEY_P256 }, { "ES384", KEY_P384 },
+  { "ES512", 0 },           { "ES256K", 0 },            { "Ed448", 0 },        { "RS256", 0 },
+  { "RS384", 0 },           { "RS512", 0 },             { "PS256", 0 },        { "PS384", 0 },
+  { "PS512", 0 },           { "HS256", 0 },             { "HS384", 0 },        { "HS512", 0 },
+  { "none", 0 },            { "ML-DSA-44", 0 },         { "ML-DSA-65", 0 },    { "ML-DSA-87", 0 },
+};
+
+int key_alg_lookup(alg_names names, const char *name, key_alg *ret_alg) {
+  const struct alg_entry *t = names == ALG_NAMES_JOSE ? jose_algs : httpsig_algs;
+  size_t n = names == ALG_NAMES_JOSE ? sizeof(jose_algs) / sizeof(jose_algs[0])
+                                     : sizeof(httpsig_algs) / sizeof(httpsig_algs[0]);
+  for (size_t i = 0; name && i < n; i++)
+    if (strcmp(name, t[i].name) == 0) {
+      *ret_alg = key_alg_available(t[i].alg) ? t[i].alg : 0;
+      return 0;
+    }
+  return MCPSIG_EALG;
+}
+
+const char *key_alg_supported_list(alg_names names) {
+#ifdef HAVE_OPENSSL
+  return names == ALG_NAMES_JOSE ? "EdDSA, Ed25519, ES256, ES384" : "ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384";
+#else
+  return names == ALG_NAMES_JOSE ? "EdDSA, Ed25519" : "ed25519";
+#endif
+}
+
+const char *key_jose_alg(key_alg alg, const char *const *accept, size_t n_accept) {
+  bool eddsa = n_accept == 0, ed25519 = false;
+  switch (alg) {
+  case KEY_P256:
+    return "ES256";
+  case KEY_P384:
+    return "ES384";
+  case KEY_ED25519:
+    for (size_t i = 0; i < n_accept; i++) {
+      eddsa = eddsa || strcmp(accept[i], "EdDSA") == 0;
+      ed25519 = ed25519 || strcmp(accept[i], "Ed25519") == 0;
+    }
+    return !eddsa && ed25519 ? "Ed25519" : "EdDSA";
+  }
+  return NULL;
 }
 
 static int key_finish(struct key *k) {
   return jwk_thumbprint_key(k, k->keyid);
+}
+
+/* Writes the private key into the open slot sk (from seed, or fresh when seed is NULL) and the public key into k. */
+static int key_fill(struct key *k, unsigned char *sk, const unsigned char *seed) {
+  switch (k->alg) {
+  case KEY_ED25519:
+    if (seed)
+      crypto_sign_seed_keypair(k->pub, sk, seed);
+    else
+      crypto_sign_keypair(k->pub, sk);
+    k->pub_len = crypto_sign_PUBLICKEYBYTES;
+    return 0;
+#ifdef HAVE_OPENSSL
+  case KEY_P256:
+  case KEY_P384: {
+    size_t n = ec_field_len(k->alg);
+    int r;
+    if (seed)
+      memcpy(sk, seed, n);
+    /* Rejection sampling: a random string is a valid scalar unless it is 0
+     * or >= the group order (about 2^-32 for P-256, 2^-190 for P-384). */
+    for (unsigned tries = 0;; tries++) {
+      if (!seed)
+        randombytes_buf(sk, n);
+      if ((r = ec_public_from_scalar(k->alg, sk, k->pub)) != MCPSIG_EKEY || seed || tries > 64)
+        break;
+    }
+    if (r < 0)
+      return r;
+    k->pub_len = 2 * n;
+    return 0;
+  }
+#endif
+  default:
+    return MCPSIG_EALG;
+  }
 }
 
 /* Fills a new slot from seed, or from the CSPRNG when seed is NULL. */
@@ -35,7 +167,7 @@ static int key_make(struct keypool *pool, key_alg alg, const unsigned char *seed
   struct key k = { .alg = alg };
   int r;
 
-  if (alg != KEY_ED25519)
+  if (!key_alg_available(alg))
     return MCPSIG_EALG;
   if ((r = keypool_alloc(pool, &k.slot)) < 0)
     return r;
@@ -46,13 +178,11 @@ static int key_make(struct keypool *pool, key_alg alg, const unsigned char *seed
   }
   /* The secret key is written straight into the guarded slot: no copy of it
    * ever exists on the stack. */
-  if (seed)
-    crypto_sign_seed_keypair(k.pub, sk, seed);
-  else
-    crypto_sign_keypair(k.pub, sk);
+  r = key_fill(&k, sk, seed);
   keypool_close(pool, k.slot);
-  k.pub_len = crypto_sign_PUBLICKEYBYTES;
-  if ((r = key_finish(&k)) < 0) {
+  if (r == 0)
+    r = key_finish(&k);
+  if (r < 0) {
     keypool_release(pool, k.slot);
     return r;
   }
@@ -66,40 +196,54 @@ int key_generate(struct keypool *pool, key_alg alg, struct key *ret_key) {
 
 int key_from_seed(struct keypool *pool, key_alg alg, const unsigned char *seed, size_t seed_len,
                   struct key *ret_key) {
-  if (alg == KEY_ED25519 && seed_len != crypto_sign_SEEDBYTES)
+  if (!key_alg_available(alg))
+    return MCPSIG_EALG;
+  if (seed_len != key_seed_len(alg))
     return MCPSIG_EKEY;
   return key_make(pool, alg, seed, ret_key);
 }
 
 int key_seed_export(struct keypool *pool, const struct key *k, unsigned char *out, size_t size,
                     size_t *ret_len) {
-  if (k->alg != KEY_ED25519)
+  size_t n = key_seed_len(k->alg);
+  if (!key_alg_available(k->alg))
     return MCPSIG_EALG;
-  if (size < crypto_sign_SEEDBYTES)
+  if (size < n)
     return -ENOSPC;
   const unsigned char *sk = keypool_open(pool, k->slot, false);
   if (!sk)
     return -EFAULT;
-  crypto_sign_ed25519_sk_to_seed(out, sk);
+  if (k->alg == KEY_ED25519)
+    crypto_sign_ed25519_sk_to_seed(out, sk);
+  else
+    memcpy(out, sk, n);
   keypool_close(pool, k->slot);
-  *ret_len = crypto_sign_SEEDBYTES;
+  *ret_len = n;
   return 0;
 }
 
 int key_sign(struct keypool *pool, const struct key *k, const void *msg, size_t len,
              unsigned char sig[KEY_SIG_MAX], size_t *ret_sig_len) {
-  if (k->alg != KEY_ED25519)
+  int r = MCPSIG_EINTERNAL;
+  if (!key_alg_available(k->alg))
     return MCPSIG_EALG;
   const unsigned char *sk = keypool_open(pool, k->slot, false);
   if (!sk)
     return -EFAULT;
-  unsigned long long n = 0;
-  int r = crypto_sign_detached(sig, &n, msg, len, sk);
+  if (k->alg == KEY_ED25519) {
+    unsigned long long n = 0;
+    if (crypto_sign_detached(sig, &n, msg, len, sk) == 0) {
+      *ret_sig_len = (size_t)n;
+      r = 0;
+    }
+  }
+#ifdef HAVE_OPENSSL
+  else if ((r = ec_sign(k->alg, sk, k->pub, msg, len, sig)) == 0) {
+    *ret_sig_len = 2 * ec_field_len(k->alg);
+  }
+#endif
   keypool_close(pool, k->slot);
-  if (r != 0)
-    return MCPSIG_EINTERNAL;
-  *ret_sig_len = (size_t)n;
-  return 0;
+  return r;
 }
 
 int key_public_values(struct key *k, const char **ret_jwk, const char **ret_signature_agent) {

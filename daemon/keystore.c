@@ -430,7 +430,7 @@ static int identity_dirs(struct keystore *ks, const char *name, bool create, int
 }
 
 int keystore_identity_write(struct keystore *ks, const struct identity *id, char *err, size_t errlen) {
-  struct identity_record rec = { KEYSTORE_VERSION, id->name, key_alg_name(id->alg), id->created };
+  struct identity_record rec = { KEYSTORE_VERSION, id->name, key_type_name(id->alg), id->created };
   int iddir = -1;
   int r = identity_dirs(ks, id->name, true, &iddir, NULL);
   if (r == 0)
@@ -501,7 +501,7 @@ int keystore_binding_write(struct keystore *ks, struct keypool *pool, const stru
   rec.origin = b->origin;
   rec.tag = b->tag;
   rec.created = b->created;
-  rec.alg = key_alg_name(b->active.alg);
+  rec.alg = key_type_name(b->active.alg);
   rec.key = seeds;
   rec.has_key = true;
   rec.retired = (const char **)b->retired;
@@ -525,7 +525,7 @@ int keystore_binding_write(struct keystore *ks, struct keypool *pool, const stru
 int keystore_pending_write(struct keystore *ks, struct keypool *pool, const struct binding *b, char *err,
                            size_t errlen) {
   unsigned char *seed = sodium_malloc(KEY_SEED_MAX);
-  struct pending_record rec = { KEYSTORE_VERSION, b->identity->name, b->origin, key_alg_name(b->pending.alg), seed, 0,
+  struct pending_record rec = { KEYSTORE_VERSION, b->identity->name, b->origin, key_type_name(b->pending.alg), seed, 0,
                                 true, b->pending_created };
   char name[64];
   int bdir = -1, r;
@@ -683,6 +683,18 @@ static bool has_suffix(const char *name, const char *suffix) {
  * the binding and removing the pending file: the commit happened, so the
  * file is removed now.
  */
+/* A key from its file, or a message that names the file and what to do. */
+static int key_load(struct keypool *pool, key_alg alg, const unsigned char *seed, size_t len, struct key *k,
+                    const char *path, char *err, size_t errlen) {
+  if (!key_alg_available(alg))
+    return errmsg(err, errlen, MCPSIG_ESTORE,
+                  "%s holds a %s key, which needs OpenSSL libcrypto, but this agent was built without it; "
+                  "run an agent built with OpenSSL", path, key_type_name(alg));
+  if (key_from_seed(pool, alg, seed, len, k) < 0)
+    return errmsg(err, errlen, MCPSIG_ESTORE, "%s holds an invalid key; move it aside", path);
+  return 0;
+}
+
 static int pending_load(struct keystore *ks, struct keypool *pool, int bdir, struct identity *id, struct binding *b,
                         char *err, size_t errlen) {
   char name[64], path[PATH_MAX];
@@ -705,14 +717,12 @@ static int pending_load(struct keystore *ks, struct keypool *pool, int bdir, str
   if ((r = record_decode(data, len, &pending_record_schema, &rec, &zone, &up, path, err, errlen)) < 0)
     goto out;
   if (rec.version != KEYSTORE_VERSION || strcmp(rec.identity, id->name) != 0 || strcmp(rec.origin, b->origin) != 0 ||
-      key_alg_parse(rec.alg, &alg) < 0) {
+      key_type_parse(rec.alg, &alg) < 0) {
     r = errmsg(err, errlen, MCPSIG_ESTORE, "%s does not belong to %s; move it aside", path, b->origin);
     goto out;
   }
-  if ((r = key_from_seed(pool, alg, rec.key, rec.key_len, &b->pending)) < 0) {
-    r = errmsg(err, errlen, MCPSIG_ESTORE, "%s holds an invalid key; move it aside", path);
+  if ((r = key_load(pool, alg, rec.key, rec.key_len, &b->pending, path, err, errlen)) < 0)
     goto out;
-  }
   if (strcmp(b->pending.keyid, b->active.keyid) == 0) {
     key_destroy(pool, &b->pending);
     r = pending_discard_at(bdir, b->origin);
@@ -749,7 +759,7 @@ static int binding_load(struct keystore *ks, struct keypool *pool, int bdir, str
     goto out;
   binding_file_name(rec.origin, expect);
   if (rec.version != KEYSTORE_VERSION || strcmp(rec.identity, id->name) != 0 || strcmp(expect, fname) != 0 ||
-      strlen(rec.tag) > KEY_KEYID_LEN || key_alg_parse(rec.alg, &alg) < 0) {
+      strlen(rec.tag) > KEY_KEYID_LEN || key_type_parse(rec.alg, &alg) < 0) {
     r = errmsg(err, errlen, MCPSIG_ESTORE, "%s does not belong here (version, identity, origin or algorithm); move it aside",
              path);
     goto out;
@@ -767,10 +777,8 @@ static int binding_load(struct keystore *ks, struct keypool *pool, int bdir, str
     r = -ENOMEM;
     goto out;
   }
-  if ((r = key_from_seed(pool, alg, rec.key, rec.key_len, &b->active)) < 0) {
-    r = errmsg(err, errlen, MCPSIG_ESTORE, "%s holds an invalid key; move it aside", path);
+  if ((r = key_load(pool, alg, rec.key, rec.key_len, &b->active, path, err, errlen)) < 0)
     goto out;
-  }
   if ((r = pending_load(ks, pool, bdir, id, b, err, errlen)) < 0)
     goto out;
   if (rec.n_retired > 0) {
@@ -825,7 +833,7 @@ static int identity_load(struct keystore *ks, struct keypool *pool, int idsfd, c
     goto out;
   if ((r = record_decode(data, len, &identity_record_schema, &rec, &zone, &up, path, err, errlen)) < 0)
     goto out;
-  if (strcmp(rec.name, name) != 0 || key_alg_parse(rec.alg, &alg) < 0) {
+  if (strcmp(rec.name, name) != 0 || key_type_parse(rec.alg, &alg) < 0) {
     r = errmsg(err, errlen, MCPSIG_ESTORE, "%s names another identity or an unknown algorithm", path);
     goto out;
   }

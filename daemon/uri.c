@@ -149,3 +149,17 @@ int uri_origin(const char *url, char *buf, size_t size, char *err, size_t errlen
     return errmsg(err, errlen, MCPSIG_EURI, "%s", "origin is too long");
   return 0;
 }
+
+int uri_htu(const char *url, char *buf, size_t size, char *err, size_t errlen) {
+  struct uri u;
+  const char *frag;
+  int r = split(url, &u, &frag, err, errlen);
+  if (r < 0)
+    return r;
+  size_t n = (size_t)(u.path + u.path_len - url);
+  if (n >= size)
+    return errmsg(err, errlen, MCPSIG_EURI, "%s", "htu is too long");
+  memcpy(buf, url, n);
+  buf[n] = '\0';
+  return 0;
+}

@@ -37,4 +37,11 @@ int uri_parse_target(const char *s, struct uri *ret, char *err, size_t errlen);
  */
 int uri_origin(const char *url, char *buf, size_t size, char *err, size_t errlen);
 
+/*
+ * The DPoP "htu" of a request URL (RFC 9449 §4.2): the URL as given, with
+ * its query and fragment removed. It must be an absolute http(s) URL with a
+ * host, no userinfo, and visible ASCII only.
+ */
+int uri_htu(const char *url, char *buf, size_t size, char *err, size_t errlen);
+
 #endif

@@ -112,8 +112,32 @@ static const struct proto_field sign_params_fields[] = {
   F_STR(S, label, 0, 64),
   F_STRV(S, components, 0, 32),
   F_STR(S, key, 0, 16),
+  F_STRV(S, algorithms, 0, MCPSIG_MAX_ALGORITHMS),
 };
 SCHEMA(proto_sign_params_schema, "params", S, sign_params_fields);
+#undef S
+
+#define S struct proto_dpop_params
+static const struct proto_field dpop_params_fields[] = {
+  F_STR(S, identity, 0, ID_MAX),
+  F_STR(S, origin, PF_REQUIRED, 0),
+  F_STR(S, htm, PF_REQUIRED, 64),
+  F_STR(S, htu, PF_REQUIRED, 0),
+  F_STR(S, access_token, 0, MCPSIG_MAX_TOKEN_LEN),
+  F_STR(S, nonce, 0, 1024),
+  F_STRV(S, algorithms, 0, MCPSIG_MAX_ALGORITHMS),
+};
+SCHEMA(proto_dpop_params_schema, "params", S, dpop_params_fields);
+#undef S
+
+#define S struct proto_dpop_result
+static const struct proto_field dpop_result_fields[] = {
+  F_STR(S, proof, PF_REQUIRED, 65536),
+  F_STR(S, jkt, PF_REQUIRED, 0),
+  F_STR(S, alg, PF_REQUIRED, 0),
+  F_BOOL(S, created, 0),
+};
+SCHEMA(proto_dpop_result_schema, "result", S, dpop_result_fields);
 #undef S
 
 #define S struct proto_sign_headers

@@ -36,6 +36,10 @@
 #define MCPSIG_MAX_IDENTITY_LEN 64u
 /* Longest origin (scheme://host:port). */
 #define MCPSIG_MAX_ORIGIN_LEN 300u
+/* Most names in an algorithm list (sign.http, dpop.proof). */
+#define MCPSIG_MAX_ALGORITHMS 32u
+/* Longest access token given to dpop.proof for "ath". */
+#define MCPSIG_MAX_TOKEN_LEN 16384u
 /* Most connections the agent serves at once; more are refused with EBUSY. */
 #define MCPSIG_MAX_CONNECTIONS 256u
 
@@ -227,6 +231,27 @@ struct proto_sign_params {
   const char **components;
   size_t n_components;
   const char *key;
+  const char **algorithms;   /* RFC 9421 names the server accepts; chooses a new binding's key type */
+  size_t n_algorithms;
+};
+
+/* dpop.proof params and result (RFC 9449). */
+struct proto_dpop_params {
+  const char *identity;
+  const char *origin;        /* the key scope: normally the MCP server's origin */
+  const char *htm;
+  const char *htu;
+  const char *access_token;  /* adds "ath" */
+  const char *nonce;         /* the server's latest DPoP-Nonce */
+  const char **algorithms;   /* JWS names, e.g. dpop_signing_alg_values_supported */
+  size_t n_algorithms;
+};
+
+struct proto_dpop_result {
+  const char *proof;         /* the compact JWS, the DPoP header's value */
+  const char *jkt;           /* RFC 7638 thumbprint of the proof's jwk */
+  const char *alg;           /* the JWS alg used */
+  bool created;              /* this proof created the binding */
 };
 
 struct proto_sign_headers {
@@ -302,6 +327,8 @@ extern const struct proto_schema proto_import_params_schema;
 extern const struct proto_schema proto_sign_params_schema;
 extern const struct proto_schema proto_sign_result_schema;
 extern const struct proto_schema proto_error_schema;
+extern const struct proto_schema proto_dpop_params_schema;
+extern const struct proto_schema proto_dpop_result_schema;
 extern const struct proto_schema proto_rotate_params_schema;
 extern const struct proto_schema proto_rotate_sign_params_schema;
 extern const struct proto_schema proto_rotate_sign_result_schema;

@@ -56,9 +56,16 @@ int main(void) {
   if (!ok(test_agent_new(&a, dir, sizeof(dir)) == 0, "agent on a temporary keystore"))
     return done_testing();
 
+#ifdef HAVE_OPENSSL
+  ok(dcall(&a, "hello", NULL, NULL, &proto_hello_result_schema, &hello, &rep) == 0 && hello.protocol == 1 &&
+       hello.n_algorithms == 3 && strcmp(hello.algorithms[0], "ed25519") == 0 &&
+       strcmp(hello.algorithms[1], "ecdsa-p256-sha256") == 0 && strcmp(hello.algorithms[2], "ecdsa-p384-sha384") == 0,
+     "hello: protocol 1, ed25519 and both ECDSA algorithms");
+#else
   ok(dcall(&a, "hello", NULL, NULL, &proto_hello_result_schema, &hello, &rep) == 0 && hello.protocol == 1 &&
        hello.n_algorithms == 1 && strcmp(hello.algorithms[0], "ed25519") == 0,
-     "hello: protocol 1, ed25519");
+     "hello: protocol 1, ed25519 only (built without OpenSSL)");
+#endif
   reply_free(&rep);
   ok(dcall(&a, "no.such.method", NULL, NULL, NULL, NULL, &rep) == MCPSIG_EMETHOD && strstr(rep.message, "no.such.method"),
      "an unknown method is named in the error");

@@ -8,15 +8,10 @@
 #include <string.h>
 #include <sodium.h>
 
-#include "dispatch-call.h"
 #include "httpsig.h"
 #include "jwk.h"
 #include "tap.h"
-
-static const unsigned char rfc9421_seed[32] = {
-  0x9f, 0x83, 0x62, 0xf8, 0x7a, 0x48, 0x4a, 0x95, 0x4e, 0x6e, 0x74, 0x0c, 0x5b, 0x4c, 0x0e, 0x84,
-  0x22, 0x91, 0x39, 0xa2, 0x0a, 0xa8, 0xab, 0x56, 0xff, 0x66, 0x58, 0x6f, 0x6a, 0x7d, 0x29, 0xc5,
-};
+#include "vector-agent.h"
 
 static char *sha256_hex(const void *data, size_t len) {
   static char hex[65];
@@ -231,19 +226,12 @@ static void test_digests(void) {
 
 /* ---- SPEC-NOTES §8.6 MCP vectors through the dispatcher ---- */
 
-static unsigned next_random_byte;
-static int64_t fixed_clock(void) { return 1767225600; }
-static void counting_random(void *buf, size_t len) {
-  for (size_t i = 0; i < len; i++)
-    ((unsigned char *)buf)[i] = (unsigned char)next_random_byte++;
-}
-
 static const char vec_a_body[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"text\":\"hi\"}}}";
 static const char vec_b_body[] =
   "{\"jsonrpc\":\"2.0\",\"id\":0,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"2025-06-18\",\"capabilities\":{},"
   "\"clientInfo\":{\"name\":\"example-client\",\"version\":\"1.0.0\",\"cnf\":{\"jwk\":{\"kty\":\"OKP\",\"crv\":\"Ed25519\","
   "\"x\":\"JrQLj5P_89iXES9-vFgrIy29clF9CC_oPPsw3c5D0bs\"}}}}}";
-#define KEYID "poqkLGiymh_W0uP6PZFw-dvez3QJT5SolqXBCW38r0U"
+#define KEYID RFC9421_KEYID
 
 static void test_mcp_vectors(void) {
   struct agent a;
@@ -252,18 +240,9 @@ static void test_mcp_vectors(void) {
   struct proto_public_result pub;
   struct proto_sign_result res;
 
-  if (!ok(test_agent_new(&a, dir, sizeof(dir)) == 0, "agent on a temporary keystore"))
+  if (!ok(vector_agent_new(&a, dir, sizeof(dir), "https://mcp.example.com") == 0,
+          "agent with test-key-ed25519 for https://mcp.example.com (keyid and tag are its thumbprint)"))
     return;
-  a.test_clock = fixed_clock;
-  a.test_random = counting_random;
-
-  struct proto_import_params imp = { .origin = "https://mcp.example.com", .seed = rfc9421_seed, .seed_len = 32,
-                                     .has_seed = true };
-  ok(dcall(&a, "identity.import", &proto_import_params_schema, &imp, &proto_public_result_schema, &pub, &rep) == 0,
-     "import test-key-ed25519 for https://mcp.example.com");
-  is_str(pub.keyid, KEYID, "imported key's keyid");
-  is_str(pub.tag, KEYID, "imported binding's tag is the key's thumbprint");
-  reply_free(&rep);
 
   /* (a) tools/call after initialize. */
   struct proto_pair ha[] = { { "Content-Type", "application/json" }, { "MCP-Protocol-Version", "2025-06-18" },

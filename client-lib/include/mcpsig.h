@@ -181,7 +181,11 @@ MCPSIG_EXTERN int mcpsig_public(mcpsig_client *client, const char *identity, con
                                 mcpsig_public_info **ret_info);
 MCPSIG_EXTERN mcpsig_public_info *mcpsig_public_info_free(mcpsig_public_info *info);
 
-/* Adds a named identity. alg NULL means "ed25519". MCPSIG_EEXIST if it exists. */
+/*
+ * Adds a named identity whose new bindings get keys of type alg: "ed25519"
+ * (the default, for NULL), "p256" or "p384" (these need an agent built with
+ * OpenSSL libcrypto). MCPSIG_EEXIST if it exists, MCPSIG_EALG for another type.
+ */
 MCPSIG_EXTERN int mcpsig_identity_add(mcpsig_client *client, const char *name, const char *alg);
 
 /*
@@ -226,6 +230,12 @@ typedef struct {
   const char *key;              /* NULL or "active"; "pending" signs with the
                                    new key of a rotation in flight, to probe
                                    whether the server already accepted it */
+  const char *const *algorithms;/* NULL, or the RFC 9421 algorithm names the
+                                   server accepts: a new binding gets the
+                                   identity's key type if listed, else the
+                                   first listed type; an existing binding
+                                   whose type is not listed is MCPSIG_EALG */
+  size_t n_algorithms;
 } mcpsig_sign_request;
 
 typedef struct {
@@ -248,6 +258,44 @@ typedef struct {
 MCPSIG_EXTERN int mcpsig_sign_http(mcpsig_client *client, const mcpsig_sign_request *req,
                                    mcpsig_signature **ret_sig);
 MCPSIG_EXTERN mcpsig_signature *mcpsig_signature_free(mcpsig_signature *sig);
+
+/* ---- DPoP proofs (RFC 9449, SEP-1932) ---------------------------------- */
+
+typedef struct {
+  const char *identity;          /* NULL: "default" */
+  const char *origin;            /* required: the key scope, normally the MCP
+                                    server's origin; use the same one for the
+                                    token endpoint's proofs, so the token is
+                                    bound to the key the MCP requests use */
+  const char *htm;               /* the request's method, e.g. "POST" */
+  const char *htu;               /* the request's absolute http(s) URL; the
+                                    query and fragment are left out of "htu" */
+  const char *access_token;      /* NULL at the token endpoint; the access
+                                    token at the resource server (adds "ath") */
+  const char *nonce;             /* NULL, or the server's latest DPoP-Nonce */
+  const char *const *algorithms; /* NULL, or the JWS names the server accepts
+                                    (dpop_signing_alg_values_supported, or
+                                    WWW-Authenticate's algs) */
+  size_t n_algorithms;
+} mcpsig_dpop_request;
+
+typedef struct {
+  const char *proof;             /* the compact JWS: the DPoP header's value */
+  const char *jkt;               /* the key's RFC 7638 thumbprint (cnf.jkt) */
+  const char *alg;               /* "EdDSA", "Ed25519", "ES256" or "ES384" */
+  int created;                   /* 1 if this call created the binding */
+  void *internal_;
+} mcpsig_dpop_proof;
+
+/*
+ * A fresh DPoP proof for one HTTP request, signed with the key of
+ * (identity, origin). A first contact creates the binding: the identity's key
+ * type, or the first type in algorithms when that list excludes it (an
+ * Ed25519 identity falls back to ES256 for a server that accepts only ES256).
+ */
+MCPSIG_EXTERN int mcpsig_dpop(mcpsig_client *client, const mcpsig_dpop_request *req,
+                              mcpsig_dpop_proof **ret_proof);
+MCPSIG_EXTERN mcpsig_dpop_proof *mcpsig_dpop_proof_free(mcpsig_dpop_proof *proof);
 
 /* ---- key rotation (SEP-2752 §3.4) -------------------------------------- */
 

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseDictionary, serializeDictionary, parseItem } from 'structured-headers';
 import { calculateJwkThumbprint } from 'jose';
-import { verifyRequest, contentDigestFor, DIRECTORY_MEDIA_TYPE } from './lib/verify.mjs';
+import { verifyRequest, contentDigestFor, algorithmForJwk, publicJwk, DIRECTORY_MEDIA_TYPE } from './lib/verify.mjs';
 
 const MCPSIG = process.env.MCPSIG;
 const CLI_TIMEOUT_MS = 20_000;
@@ -64,10 +64,11 @@ function describeRun(r) {
 //   { d: string }       -d string; the body is the string
 //   { dFile: Buffer }   -d @file; curl strips CR and LF from the file
 //   undefined           no body
-async function cliSign({ method, url, headers = {}, data, acceptSignature, identity, json = true }) {
+async function cliSign({ method, url, headers = {}, data, acceptSignature, identity, algs, json = true }) {
   const args = [];
   if (identity) args.push('--identity', identity);
   args.push('sign', '-X', method, '-u', url);
+  if (algs) args.push('--alg', algs);
   for (const [name, value] of Object.entries(headers)) args.push('-H', `${name}: ${value}`);
   let body = Buffer.alloc(0);
   if (data?.binary !== undefined) {
@@ -143,7 +144,7 @@ function flipSignatureBit(field) {
 
 // Signs, then checks everything that holds for any SEP-2752 output. Returns
 // the pieces for case-specific checks, or null if signing failed.
-async function signedCase(title, spec, verifyOptions = {}, { profileParams = true } = {}) {
+async function signedCase(title, spec, verifyOptions = {}, { profileParams = true, alg = 'ed25519' } = {}) {
   const signed = await cliSign(spec);
   if (!ok(signed.run.code === 0 && signed.out !== null, `${title}: mcpsig sign${spec.json === false ? '' : ' --json'} succeeds`, describeRun(signed.run))) return null;
   const { out, request } = signed;
@@ -189,16 +190,21 @@ async function signedCase(title, spec, verifyOptions = {}, { profileParams = tru
     is([...(info.params ?? [])].sort().join(' '), [...PROFILE_PARAMS].sort().join(' '), `${title}: parameters are exactly created, nonce, keyid, tag`);
     ok(/^[A-Za-z0-9_-]{22}$/.test(info.nonce ?? ''), `${title}: nonce is 128 bits, unpadded base64url`, info.nonce);
   }
-  const sigMember = parseDictionary(h.Signature).get(labels[0]);
-  is(sigMember ? Buffer.from(sigMember[0]).length : -1, 64, `${title}: Ed25519 signature is 64 bytes`);
   const jwks = result.signatureAgent?.jwks;
   is(jwks?.keys?.length, 1, `${title}: Signature-Agent directory holds one key`);
   const jwk = jwks?.keys?.[0] ?? {};
+  const keyAlg = algorithmForJwk(jwk);
+  is(keyAlg?.alg, alg, `${title}: the key is ${alg}`);
+  // ECDSA is r||s of fixed width (RFC 9421 §3.3.4-5): DER would be 70-72 or 102-104 bytes.
+  const sigMember = parseDictionary(h.Signature).get(labels[0]);
+  is(sigMember ? Buffer.from(sigMember[0]).length : -1, keyAlg?.sigLen ?? 64, `${title}: ${alg} signature is ${keyAlg?.sigLen ?? 64} bytes`);
   ok(!('d' in jwk), `${title}: Signature-Agent key has no private member`);
-  ok(jwk.alg === undefined || jwk.alg === 'ed25519', `${title}: Signature-Agent key has no JOSE alg`, JSON.stringify(jwk));
+  ok(jwk.alg === undefined || jwk.alg === alg, `${title}: Signature-Agent key has no JOSE alg`, JSON.stringify(jwk));
+  is(Object.keys(jwk).sort().join(','), (jwk.kty === 'EC' ? ['crv', 'kty', 'x', 'y'] : ['crv', 'kty', 'x']).join(','),
+    `${title}: Signature-Agent key has only its public members`);
   let thumb = null;
   try {
-    thumb = await calculateJwkThumbprint({ kty: jwk.kty, crv: jwk.crv, x: jwk.x }, 'sha256');
+    thumb = await calculateJwkThumbprint(publicJwk(jwk), 'sha256');
   } catch {
     thumb = null;
   }
@@ -403,7 +409,47 @@ async function main() {
   is(unknown.run.code, 1, 'unknown identity: refused with exit status 1');
   ok(!/Signature/.test(unknown.run.stdout), 'unknown identity: no signature printed', unknown.run.stdout);
 
-  // 12. Failing to reach the agent is its own exit status.
+  // 12. ECDSA keys (RFC 9421 §3.3.4-5): P-256 and P-384 identities, and an
+  // Ed25519 identity that the server's algorithm list moves to P-256.
+  for (const [type, alg, origin] of [['p256', 'ecdsa-p256-sha256', 'https://ec-p256.example'], ['p384', 'ecdsa-p384-sha384', 'https://ec-p384.example']]) {
+    const added = await run(['add-identity', `interop-${type}`, '--alg', type]);
+    ok(added.code === 0, `mcpsig add-identity interop-${type} --alg ${type}`, describeRun(added));
+    const first = await signedCase(`${type} initialize`, { method: 'POST', url: `${origin}/mcp`, headers: json, data: { binary: initBody }, identity: `interop-${type}` },
+      { expectComponents: INIT_COMPONENTS }, { alg });
+    const next = await signedCase(`${type} tools/call in session`, { method: 'POST', url: `${origin}/mcp`, headers: { ...json, ...session }, data: { binary: callBody }, identity: `interop-${type}` },
+      { expectComponents: SEP_COMPONENTS }, { alg });
+    if (first && next) {
+      is(next.out.keyid, first.out.keyid, `${type}: same key for the second request`);
+      is(first.out.tag, first.out.keyid, `${type}: tag equals keyid on first contact`);
+      // Each signature is fresh (ECDSA is randomized), and each verifies.
+      isnt(next.out.headers.Signature, first.out.headers.Signature, `${type}: signatures differ`);
+    }
+    const { jwk: ecJwk } = await cliJwk(origin, `interop-${type}`);
+    ok(ecJwk && ecJwk.kty === 'EC' && /^[A-Za-z0-9_-]+$/.test(ecJwk.x) && Buffer.from(ecJwk.x, 'base64url').length === (type === 'p256' ? 32 : 48) &&
+      Buffer.from(ecJwk.y, 'base64url').length === (type === 'p256' ? 32 : 48), `${type}: mcpsig jwk has full-length x and y`, JSON.stringify(ecJwk));
+    if (ecJwk && first) is(await calculateJwkThumbprint(publicJwk(ecJwk), 'sha256'), first.out.keyid, `${type}: jose thumbprint of mcpsig jwk is the keyid`);
+  }
+  // Many ECDSA signatures: every one is r||s of fixed width, and verifies.
+  let sigs = 0;
+  for (let i = 0; i < 12; i++) {
+    const s = await cliSign({ method: 'POST', url: 'https://ec-p256.example/mcp', headers: json, data: { d: `{"jsonrpc":"2.0","id":${i},"method":"ping"}` }, identity: 'interop-p256' });
+    const r = await verifyRequest(s.request);
+    const len = s.out ? Buffer.from(parseDictionary(s.out.headers.Signature).get('sig1')[0]).length : -1;
+    if (r.ok && len === 64) sigs += 1;
+  }
+  is(sigs, 12, 'p256: 12 more signatures, all 64 bytes and all verifying');
+  await signedCase('first contact with --alg ecdsa-p384-sha384 (Ed25519 identity)',
+    { method: 'POST', url: 'https://ec-choice.example/mcp', headers: json, data: { binary: initBody }, algs: 'rsa-pss-sha512,ecdsa-p384-sha384' },
+    { expectComponents: INIT_COMPONENTS }, { alg: 'ecdsa-p384-sha384' });
+  const excluded = await cliSign({ method: 'POST', url: 'https://ec-choice.example/mcp', headers: json, data: { binary: initBody }, algs: 'ed25519' });
+  ok(excluded.run.code === 1 && /exclude/.test(excluded.run.stderr) && excluded.out === null,
+    'a later --alg list that excludes the binding\'s key type is refused, with no signature', describeRun(excluded.run));
+  await signedCase('first contact answering Accept-Signature alg="ecdsa-p256-sha256"',
+    { method: 'POST', url: 'https://ec-accept.example/mcp', headers: json, data: { binary: initBody },
+      acceptSignature: 'sig1=("@method" "@target-uri" "content-digest");alg="ecdsa-p256-sha256"' },
+    { expectComponents: INIT_COMPONENTS }, { alg: 'ecdsa-p256-sha256' });
+
+  // 13. Failing to reach the agent is its own exit status.
   const noAgent = await run(['-a', path.join(tmp, 'no-agent.sock'), 'status']);
   ok(noAgent.code !== 0 && noAgent.code !== 1 && noAgent.signal === null, 'no agent on the socket: exit status other than 0 and 1', describeRun(noAgent));
 }
