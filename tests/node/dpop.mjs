@@ -143,9 +143,13 @@ async function main() {
   if (!process.env.MCPSIG_AUTH_SOCK) bail('MCPSIG_AUTH_SOCK is not set');
   const hello = await run(['status', '--json']);
   if (hello.code !== 0) bail(`mcpsig status failed: ${describeRun(hello)}`);
+  // An agent built without OpenSSL makes Ed25519 keys only; then every ECDSA
+  // case below checks the refusal instead.
+  const ec = JSON.parse(hello.stdout).algorithms.includes('ecdsa-p256-sha256');
   for (const type of ['p256', 'p384']) {
     const r = await run(['add-identity', `dpop-${type}`, '--alg', type]);
-    ok(r.code === 0, `mcpsig add-identity dpop-${type} --alg ${type}`, describeRun(r));
+    if (ec) ok(r.code === 0, `mcpsig add-identity dpop-${type} --alg ${type}`, describeRun(r));
+    else ok(r.code === 1 && /OpenSSL/.test(r.stderr), `without OpenSSL: add-identity --alg ${type} is refused, naming OpenSSL`, describeRun(r));
   }
   const tokenFile = path.join(tmp, 'token');
   fs.writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
@@ -155,7 +159,7 @@ async function main() {
     { name: 'ES256', identity: 'dpop-p256', alg: 'ES256', sigLen: 64, origin: 'https://dpop-p256.example' },
     { name: 'ES384', identity: 'dpop-p384', alg: 'ES384', sigLen: 96, origin: 'https://dpop-p384.example' },
   ];
-  for (const k of kinds) {
+  for (const k of kinds.filter((x) => ec || x.alg === 'EdDSA')) {
     const base = { identity: k.identity, origin: k.origin };
     const kind = { alg: k.alg, sigLen: k.sigLen };
     // The token request at the authorization server: another origin, no token.
@@ -180,18 +184,25 @@ async function main() {
   if (odd) is(odd.v.payload.htu, 'https://dpop-ed.example/a"b\\c', 'htu with \'"\' and \'\\\' round-trips through JSON');
 
   // SPEC-NOTES §9.18: a server that takes only ES256 gets a P-256 key, even for an Ed25519 identity.
-  const fb = await proofCase('Ed25519 identity, server lists RS256,ES256', { origin: 'https://dpop-fallback.example', url: 'https://as.example/token', algs: 'RS256,ES256' }, { alg: 'ES256', sigLen: 64 });
+  if (!ec) {
+    const r = await dpop({ origin: 'https://dpop-fallback.example', url: 'https://as.example/token', algs: 'RS256,ES256' });
+    ok(r.run.code === 1 && /none of the accepted algorithms/.test(r.run.stderr) && r.run.stdout === '',
+      'without OpenSSL: a server list of RS256,ES256 cannot be satisfied, and no proof is made', describeRun(r.run));
+  }
+  const fb = ec ? await proofCase('Ed25519 identity, server lists RS256,ES256', { origin: 'https://dpop-fallback.example', url: 'https://as.example/token', algs: 'RS256,ES256' }, { alg: 'ES256', sigLen: 64 }) : null;
   if (fb) {
     const again = await proofCase('the fall-back binding keeps ES256 with no list', { origin: 'https://dpop-fallback.example', url: 'https://dpop-fallback.example/mcp', token: TOKEN }, { alg: 'ES256', sigLen: 64 });
     if (again) is(again.out.jkt, fb.out.jkt, 'the fall-back binding: same jkt for the MCP request');
   }
   await proofCase('Ed25519 identity, server lists only Ed25519 (RFC 9864)', { origin: 'https://dpop-fully.example', url: 'https://dpop-fully.example/mcp', algs: 'Ed25519' }, { alg: 'Ed25519', sigLen: 64 });
   await proofCase('Ed25519 identity, server lists EdDSA and ES256', { origin: 'https://dpop-both.example', url: 'https://dpop-both.example/mcp', algs: 'ES256,EdDSA' }, { alg: 'EdDSA', sigLen: 64 });
+  ok(true, ec ? 'this agent makes ECDSA keys: ES256 and ES384 proofs were checked' : 'this agent was built without OpenSSL: ECDSA refusals were checked');
 
   // Refusals: a clear message, exit status 1, and no proof.
   const refusals = [
     ['an unknown algorithm', { origin: 'https://dpop-ed.example', url: 'https://dpop-ed.example/mcp', algs: 'ES999' }, /unknown algorithm "ES999"/],
     ['a list the key type cannot satisfy', { origin: 'https://dpop-ed.example', url: 'https://dpop-ed.example/mcp', algs: 'ES256' }, /exclude it/],
+    ['ES512, which the agent cannot make', { origin: 'https://dpop-512.example', url: 'https://dpop-512.example/mcp', algs: 'ES512' }, /none of the accepted algorithms \(ES512\)/],
     ['a list of algorithms the agent cannot make', { origin: 'https://dpop-new.example', url: 'https://dpop-new.example/mcp', algs: 'RS256,PS256' }, /none of the accepted algorithms/],
     ['a relative htu', { origin: 'https://dpop-ed.example', url: '/mcp' }, /htu: URI must be absolute/],
     ['a non-http htu', { origin: 'https://dpop-ed.example', url: 'wss://dpop-ed.example/mcp' }, /htu: URI scheme must be http or https/],

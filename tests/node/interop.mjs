@@ -226,12 +226,55 @@ async function signedCase(title, spec, verifyOptions = {}, { profileParams = tru
   return { out, request, result, info, jwk };
 }
 
+// P-256 and P-384 identities, and an Ed25519 identity that the server's
+// algorithm list moves to another key type.
+async function ecdsaCases(json, session, initBody, callBody) {
+  for (const [type, alg, origin] of [['p256', 'ecdsa-p256-sha256', 'https://ec-p256.example'], ['p384', 'ecdsa-p384-sha384', 'https://ec-p384.example']]) {
+    const added = await run(['add-identity', `interop-${type}`, '--alg', type]);
+    ok(added.code === 0, `mcpsig add-identity interop-${type} --alg ${type}`, describeRun(added));
+    const first = await signedCase(`${type} initialize`, { method: 'POST', url: `${origin}/mcp`, headers: json, data: { binary: initBody }, identity: `interop-${type}` },
+      { expectComponents: INIT_COMPONENTS }, { alg });
+    const next = await signedCase(`${type} tools/call in session`, { method: 'POST', url: `${origin}/mcp`, headers: { ...json, ...session }, data: { binary: callBody }, identity: `interop-${type}` },
+      { expectComponents: SEP_COMPONENTS }, { alg });
+    if (first && next) {
+      is(next.out.keyid, first.out.keyid, `${type}: same key for the second request`);
+      is(first.out.tag, first.out.keyid, `${type}: tag equals keyid on first contact`);
+      // Each signature is fresh (ECDSA is randomized), and each verifies.
+      isnt(next.out.headers.Signature, first.out.headers.Signature, `${type}: signatures differ`);
+    }
+    const { jwk: ecJwk } = await cliJwk(origin, `interop-${type}`);
+    ok(ecJwk && ecJwk.kty === 'EC' && /^[A-Za-z0-9_-]+$/.test(ecJwk.x) && Buffer.from(ecJwk.x, 'base64url').length === (type === 'p256' ? 32 : 48) &&
+      Buffer.from(ecJwk.y, 'base64url').length === (type === 'p256' ? 32 : 48), `${type}: mcpsig jwk has full-length x and y`, JSON.stringify(ecJwk));
+    if (ecJwk && first) is(await calculateJwkThumbprint(publicJwk(ecJwk), 'sha256'), first.out.keyid, `${type}: jose thumbprint of mcpsig jwk is the keyid`);
+  }
+  // Many ECDSA signatures: every one is r||s of fixed width, and verifies.
+  let sigs = 0;
+  for (let i = 0; i < 12; i++) {
+    const s = await cliSign({ method: 'POST', url: 'https://ec-p256.example/mcp', headers: json, data: { d: `{"jsonrpc":"2.0","id":${i},"method":"ping"}` }, identity: 'interop-p256' });
+    const r = await verifyRequest(s.request);
+    const len = s.out ? Buffer.from(parseDictionary(s.out.headers.Signature).get('sig1')[0]).length : -1;
+    if (r.ok && len === 64) sigs += 1;
+  }
+  is(sigs, 12, 'p256: 12 more signatures, all 64 bytes and all verifying');
+  await signedCase('first contact with --alg ecdsa-p384-sha384 (Ed25519 identity)',
+    { method: 'POST', url: 'https://ec-choice.example/mcp', headers: json, data: { binary: initBody }, algs: 'rsa-pss-sha512,ecdsa-p384-sha384' },
+    { expectComponents: INIT_COMPONENTS }, { alg: 'ecdsa-p384-sha384' });
+  const excluded = await cliSign({ method: 'POST', url: 'https://ec-choice.example/mcp', headers: json, data: { binary: initBody }, algs: 'ed25519' });
+  ok(excluded.run.code === 1 && /exclude/.test(excluded.run.stderr) && excluded.out === null,
+    'a later --alg list that excludes the binding\'s key type is refused, with no signature', describeRun(excluded.run));
+  await signedCase('first contact answering Accept-Signature alg="ecdsa-p256-sha256"',
+    { method: 'POST', url: 'https://ec-accept.example/mcp', headers: json, data: { binary: initBody },
+      acceptSignature: 'sig1=("@method" "@target-uri" "content-digest");alg="ecdsa-p256-sha256"' },
+    { expectComponents: INIT_COMPONENTS }, { alg: 'ecdsa-p256-sha256' });
+
+}
+
 // ---- cases -----------------------------------------------------------------
 
 async function main() {
   if (!MCPSIG) bail('MCPSIG is not set');
   if (!process.env.MCPSIG_AUTH_SOCK) bail('MCPSIG_AUTH_SOCK is not set');
-  const status = await run(['status']);
+  const status = await run(['status', '--json']);
   if (status.code !== 0) bail(`mcpsig status failed: ${describeRun(status)}`);
 
   const ORIGIN_A = 'https://interop-a.example';
@@ -409,45 +452,18 @@ async function main() {
   is(unknown.run.code, 1, 'unknown identity: refused with exit status 1');
   ok(!/Signature/.test(unknown.run.stdout), 'unknown identity: no signature printed', unknown.run.stdout);
 
-  // 12. ECDSA keys (RFC 9421 §3.3.4-5): P-256 and P-384 identities, and an
-  // Ed25519 identity that the server's algorithm list moves to P-256.
-  for (const [type, alg, origin] of [['p256', 'ecdsa-p256-sha256', 'https://ec-p256.example'], ['p384', 'ecdsa-p384-sha384', 'https://ec-p384.example']]) {
-    const added = await run(['add-identity', `interop-${type}`, '--alg', type]);
-    ok(added.code === 0, `mcpsig add-identity interop-${type} --alg ${type}`, describeRun(added));
-    const first = await signedCase(`${type} initialize`, { method: 'POST', url: `${origin}/mcp`, headers: json, data: { binary: initBody }, identity: `interop-${type}` },
-      { expectComponents: INIT_COMPONENTS }, { alg });
-    const next = await signedCase(`${type} tools/call in session`, { method: 'POST', url: `${origin}/mcp`, headers: { ...json, ...session }, data: { binary: callBody }, identity: `interop-${type}` },
-      { expectComponents: SEP_COMPONENTS }, { alg });
-    if (first && next) {
-      is(next.out.keyid, first.out.keyid, `${type}: same key for the second request`);
-      is(first.out.tag, first.out.keyid, `${type}: tag equals keyid on first contact`);
-      // Each signature is fresh (ECDSA is randomized), and each verifies.
-      isnt(next.out.headers.Signature, first.out.headers.Signature, `${type}: signatures differ`);
-    }
-    const { jwk: ecJwk } = await cliJwk(origin, `interop-${type}`);
-    ok(ecJwk && ecJwk.kty === 'EC' && /^[A-Za-z0-9_-]+$/.test(ecJwk.x) && Buffer.from(ecJwk.x, 'base64url').length === (type === 'p256' ? 32 : 48) &&
-      Buffer.from(ecJwk.y, 'base64url').length === (type === 'p256' ? 32 : 48), `${type}: mcpsig jwk has full-length x and y`, JSON.stringify(ecJwk));
-    if (ecJwk && first) is(await calculateJwkThumbprint(publicJwk(ecJwk), 'sha256'), first.out.keyid, `${type}: jose thumbprint of mcpsig jwk is the keyid`);
+  // 12. ECDSA keys (RFC 9421 §3.3.4-5), or, in an agent built without
+  // OpenSSL, their refusal.
+  const algorithms = JSON.parse(status.stdout || '{}').algorithms ?? [];
+  if (algorithms.includes('ecdsa-p256-sha256')) {
+    await ecdsaCases(json, session, initBody, callBody);
+  } else {
+    const r = await run(['add-identity', 'interop-p256', '--alg', 'p256']);
+    ok(r.code === 1 && /OpenSSL/.test(r.stderr), 'without OpenSSL: add-identity --alg p256 is refused, naming OpenSSL', describeRun(r));
+    const s = await cliSign({ method: 'POST', url: 'https://ec-choice.example/mcp', headers: json, data: { binary: initBody }, algs: 'ecdsa-p256-sha256' });
+    ok(s.run.code === 1 && /none of the accepted algorithms/.test(s.run.stderr) && s.out === null,
+      'without OpenSSL: --alg ecdsa-p256-sha256 cannot be satisfied, and nothing is signed', describeRun(s.run));
   }
-  // Many ECDSA signatures: every one is r||s of fixed width, and verifies.
-  let sigs = 0;
-  for (let i = 0; i < 12; i++) {
-    const s = await cliSign({ method: 'POST', url: 'https://ec-p256.example/mcp', headers: json, data: { d: `{"jsonrpc":"2.0","id":${i},"method":"ping"}` }, identity: 'interop-p256' });
-    const r = await verifyRequest(s.request);
-    const len = s.out ? Buffer.from(parseDictionary(s.out.headers.Signature).get('sig1')[0]).length : -1;
-    if (r.ok && len === 64) sigs += 1;
-  }
-  is(sigs, 12, 'p256: 12 more signatures, all 64 bytes and all verifying');
-  await signedCase('first contact with --alg ecdsa-p384-sha384 (Ed25519 identity)',
-    { method: 'POST', url: 'https://ec-choice.example/mcp', headers: json, data: { binary: initBody }, algs: 'rsa-pss-sha512,ecdsa-p384-sha384' },
-    { expectComponents: INIT_COMPONENTS }, { alg: 'ecdsa-p384-sha384' });
-  const excluded = await cliSign({ method: 'POST', url: 'https://ec-choice.example/mcp', headers: json, data: { binary: initBody }, algs: 'ed25519' });
-  ok(excluded.run.code === 1 && /exclude/.test(excluded.run.stderr) && excluded.out === null,
-    'a later --alg list that excludes the binding\'s key type is refused, with no signature', describeRun(excluded.run));
-  await signedCase('first contact answering Accept-Signature alg="ecdsa-p256-sha256"',
-    { method: 'POST', url: 'https://ec-accept.example/mcp', headers: json, data: { binary: initBody },
-      acceptSignature: 'sig1=("@method" "@target-uri" "content-digest");alg="ecdsa-p256-sha256"' },
-    { expectComponents: INIT_COMPONENTS }, { alg: 'ecdsa-p256-sha256' });
 
   // 13. Failing to reach the agent is its own exit status.
   const noAgent = await run(['-a', path.join(tmp, 'no-agent.sock'), 'status']);
