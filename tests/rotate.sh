@@ -231,6 +231,29 @@ verdict=$("$NODE" -e '
 echo "$verdict" | diag
 ok "$([ "$verdict" = ok ] && echo 0 || echo 1)" "a subscriber saw begin, commit, begin, abort in order with the right keyids"
 
+# ---- 4b. an ECDSA binding rotates the same way ----------------------------------------------
+
+if "$CLI" status --json | grep -q ecdsa-p256-sha256; then
+	"$CLI" add-identity ec --alg p256 >/dev/null &&
+		"$CLI" --identity ec jwk --origin "$URL" >"$TMP/ec.jwk"
+	ok $? "a P-256 identity gets a key for the server's origin"
+	"$CLI" --identity ec rotate "$URL" --json >"$TMP/ec-rotate.json" 2>"$TMP/ec-rotate.err"
+	ok "$([ $? -eq 0 ] && [ "$(json "$TMP/ec-rotate.json" j.outcome)" = committed ] && echo 0 || echo 1)" \
+		"mcpsig rotate commits a P-256 rotation: the server verified sig-old and sig-new (ecdsa-p256-sha256)"
+	diag <"$TMP/ec-rotate.err"
+	ECTAG=$(json "$TMP/ec-rotate.json" j.tag)
+	ECK2=$(json "$TMP/ec-rotate.json" j.new_keyid)
+	stats
+	ok "$([ -n "$ECK2" ] && [ "$(json "$TMP/stats.json" "j.bindings[\"$ECTAG\"]")" = "$ECK2" ] && echo 0 || echo 1)" \
+		"the server holds the new P-256 key under the same tag"
+	"$CLI" --identity ec rotate --status --origin "$URL" --json >"$TMP/ec-status.json"
+	ok "$([ "$(json "$TMP/ec-status.json" j.alg)" = ecdsa-p256-sha256 ] && [ "$(json "$TMP/ec-status.json" j.keyid)" = "$ECK2" ] && echo 0 || echo 1)" \
+		"the binding is still ecdsa-p256-sha256, now with the new key"
+else
+	"$CLI" add-identity ec --alg p256 >/dev/null 2>"$TMP/ec.err"
+	ok "$([ $? -eq 1 ] && grep -q OpenSSL "$TMP/ec.err" && echo 0 || echo 1)" "without OpenSSL there is no P-256 identity to rotate"
+fi
+
 # ---- 5. the command line -----------------------------------------------------------------
 
 "$CLI" rotate --begin --commit --origin "$URL" >/dev/null 2>&1

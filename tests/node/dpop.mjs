@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { jwtVerify, EmbeddedJWK, calculateJwkThumbprint } from 'jose';
-import { bail, ok, is, done } from './lib/tap.mjs';
+import { bail, ok, is, runTests } from './lib/tap.mjs';
 
 const MCPSIG = process.env.MCPSIG;
 const CLI_TIMEOUT_MS = 20_000;
@@ -218,17 +218,4 @@ async function main() {
   ok(noOrigin.code === 1 && /--origin/.test(noOrigin.stderr), 'refused: no --origin', describeRun(noOrigin));
 }
 
-const watchdog = setTimeout(() => {
-  console.log(`Bail out! dpop did not finish within ${WATCHDOG_MS / 1000} s`);
-  process.exit(1);
-}, WATCHDOG_MS);
-watchdog.unref();
-
-try {
-  await main();
-} catch (e) {
-  ok(false, 'no exception', e.stack);
-} finally {
-  fs.rmSync(tmp, { recursive: true, force: true });
-}
-done();
+await runTests('dpop', main, { watchdogMs: WATCHDOG_MS, cleanup: () => fs.rmSync(tmp, { recursive: true, force: true }) });

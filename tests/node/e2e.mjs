@@ -22,7 +22,7 @@ const PROTOCOL_VERSION = '2025-06-18';
 const ACCEPT = 'application/json, text/event-stream';
 
 import { rpcMessages } from './lib/rpc.mjs';
-import { bail, diag, ok, is, done } from './lib/tap.mjs';
+import { bail, diag, ok, is, runTests } from './lib/tap.mjs';
 
 // ---- helpers ---------------------------------------------------------------
 
@@ -323,20 +323,4 @@ async function main() {
   is(s.rejected, 5, 'server stats: five refusals in total');
 }
 
-const watchdog = setTimeout(() => {
-  console.log(`Bail out! e2e did not finish within ${WATCHDOG_MS / 1000} s`);
-  cleanup();
-  process.exit(1);
-}, WATCHDOG_MS);
-watchdog.unref();
-
-try {
-  await main();
-} catch (e) {
-  console.log(`Bail out! ${String(e.message ?? e).split('\n')[0]}`);
-  diag(e.stack ?? String(e));
-  cleanup();
-  process.exit(1);
-}
-cleanup();
-done();
+await runTests('e2e', main, { watchdogMs: WATCHDOG_MS, cleanup });

@@ -23,7 +23,7 @@ const INIT_COMPONENTS = ['@method', '@target-uri', 'content-digest'];
 const SIGNED_FIELDS = ['Content-Digest', 'Signature-Input', 'Signature', 'Signature-Agent'];
 const PROFILE_PARAMS = ['created', 'nonce', 'keyid', 'tag'];
 
-import { bail, diag, ok, is, isnt, done } from './lib/tap.mjs';
+import { bail, ok, is, isnt, runTests } from './lib/tap.mjs';
 
 function accepts(result, desc) {
   return ok(result.ok, desc, () => [...result.errors, ...Object.entries(result.labels).map(([l, i]) => `${l} base:\n${i.base ?? '(none)'}`)].join('\n'));
@@ -470,20 +470,4 @@ async function main() {
   ok(noAgent.code !== 0 && noAgent.code !== 1 && noAgent.signal === null, 'no agent on the socket: exit status other than 0 and 1', describeRun(noAgent));
 }
 
-const watchdog = setTimeout(() => {
-  console.log(`Bail out! interop did not finish within ${WATCHDOG_MS / 1000} s`);
-  fs.rmSync(tmp, { recursive: true, force: true });
-  process.exit(1);
-}, WATCHDOG_MS);
-watchdog.unref();
-
-try {
-  await main();
-} catch (e) {
-  console.log(`Bail out! ${String(e.message ?? e).split('\n')[0]}`);
-  diag(e.stack ?? String(e));
-  fs.rmSync(tmp, { recursive: true, force: true });
-  process.exit(1);
-}
-fs.rmSync(tmp, { recursive: true, force: true });
-done();
+await runTests('interop', main, { watchdogMs: WATCHDOG_MS, cleanup: () => fs.rmSync(tmp, { recursive: true, force: true }) });

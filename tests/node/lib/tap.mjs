@@ -32,3 +32,24 @@ export function bail(msg) {
   console.log(`Bail out! ${msg}`);
   process.exit(1);
 }
+
+// Runs an async main under a watchdog, then prints the plan. A throw or an
+// overrun is a "Bail out!" line; cleanup runs in every case.
+export async function runTests(name, main, { watchdogMs = 240_000, cleanup = () => {} } = {}) {
+  const watchdog = setTimeout(() => {
+    console.log(`Bail out! ${name} did not finish within ${watchdogMs / 1000} s`);
+    cleanup();
+    process.exit(1);
+  }, watchdogMs);
+  watchdog.unref();
+  try {
+    await main();
+  } catch (e) {
+    console.log(`Bail out! ${String(e.message ?? e).split('\n')[0]}`);
+    diag(e.stack ?? String(e));
+    cleanup();
+    process.exit(1);
+  }
+  cleanup();
+  done();
+}
