@@ -12,10 +12,12 @@ cd "$(dirname "$0")"
 SRC=$(pwd)
 BUILD=$SRC/build
 BUILD_NO_OPENSSL=$SRC/build-no-openssl
+BUILD_SANITIZERS=$SRC/build-sanitizers
+BUILD_FUZZ=$SRC/build-fuzz
 
 PACKAGES="build-essential autoconf automake libtool pkg-config libuv1-dev libsodium-dev libmsgpack-dev
 libsystemd-dev libssl-dev libjansson-dev libcurl4-openssl-dev"
-TEST_PACKAGES="strace curl openssl util-linux procps ca-certificates"
+TEST_PACKAGES="strace curl openssl util-linux procps ca-certificates clang"
 
 die() {
 	echo "build.sh: $*" >&2
@@ -51,6 +53,42 @@ build() {
 	make -j"$(nproc)" --quiet
 }
 
+# other_build DIR CONFIGURE-ARGS...: configures (once) and builds another tree of the same sources.
+other_build() {
+	dir=$1
+	shift
+	mkdir -p "$dir"
+	cd "$dir"
+	[ -f Makefile ] || "$SRC/configure" --quiet "$@"
+	make -j"$(nproc)" --quiet
+}
+
+# fuzz_for SECONDS: runs every target in build-fuzz/fuzz/ at once, each from a
+# copy of its committed corpus; fails on any crash, leak or timeout.
+fuzz_for() {
+	ok=0
+	fuzz_summary=
+	work=$(mktemp -d)
+	for target in dispatch sfv; do
+		mkdir -p "$work/$target"
+		cp "$SRC/fuzz/corpus/$target/"* "$work/$target/"
+		"$BUILD_FUZZ/fuzz/fuzz-$target" -max_total_time="$1" -timeout=10 -print_final_stats=1 \
+			-artifact_prefix="$work/crash-$target-" "$work/$target" >"$work/$target.log" 2>&1 &
+		eval "pid_$target=\$!"
+	done
+	for target in dispatch sfv; do
+		eval "wait \$pid_$target" || {
+			ok=1
+			echo "build.sh: fuzz-$target found a problem:" >&2
+			tail -40 "$work/$target.log" >&2
+		}
+		runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/$target.log")
+		fuzz_summary="$fuzz_summary fuzz-$target ${runs:-?} runs;"
+	done
+	rm -rf "$work"
+	return "$ok"
+}
+
 case "${1:-}" in
 run)
 	build
@@ -71,20 +109,23 @@ test)
 	[ "$status" -eq 0 ] || tail -200 test-suite.log 2>/dev/null
 	# The same sources without OpenSSL: Ed25519 only, and every ECDSA request
 	# refused with a reason.
-	mkdir -p "$BUILD_NO_OPENSSL"
-	cd "$BUILD_NO_OPENSSL"
-	[ -f Makefile ] || "$SRC/configure" --quiet --without-openssl
-	make -j"$(nproc)" --quiet
+	other_build "$BUILD_NO_OPENSSL" --without-openssl
 	make -j"$(nproc)" check-keytypes || { status=1; tail -200 test-suite.log 2>/dev/null; }
+	# Every test again under AddressSanitizer and UndefinedBehaviorSanitizer.
+	other_build "$BUILD_SANITIZERS" --enable-sanitizers
+	make -j"$(nproc)" check || { status=1; tail -200 test-suite.log 2>/dev/null; }
+	# Each libFuzzer target for 60 seconds, from the committed seed corpus.
+	other_build "$BUILD_FUZZ" CC=clang --enable-fuzzing
+	fuzz_for 60 || status=1
 	# One line with every TAP result counted, not just every test program.
-	trs="$BUILD/tests/*.trs $BUILD_NO_OPENSSL/tests/*.trs"
+	trs="$BUILD/tests/*.trs $BUILD_NO_OPENSSL/tests/*.trs $BUILD_SANITIZERS/tests/*.trs"
 	# shellcheck disable=SC2086
 	pass=$(cat $trs 2>/dev/null | grep -c '^:test-result: PASS' || true)
 	# shellcheck disable=SC2086
 	fail=$(cat $trs 2>/dev/null | grep -Ec '^:test-result: (FAIL|XPASS|ERROR)' || true)
 	# shellcheck disable=SC2086
 	skip=$(cat $trs 2>/dev/null | grep -c '^:test-result: SKIP' || true)
-	echo "$pass passed, $fail failed, $skip skipped (build/ and build-no-openssl/)"
+	echo "$pass passed, $fail failed, $skip skipped (build/, build-no-openssl/, build-sanitizers/); fuzzing: $fuzz_summary"
 	exit "$status"
 	;;
 *)

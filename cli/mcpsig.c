@@ -262,10 +262,11 @@ static int cmd_status(int argc, char **argv) {
   mcpsig_client *cl;
   mcpsig_hello_info *hi = NULL;
   mcpsig_list_result *l = NULL;
+  mcpsig_status_info st;
   int r = agent_open(&cl);
   if (r)
     return r;
-  if ((r = mcpsig_hello(cl, &hi)) < 0 || (r = mcpsig_list(cl, &l)) < 0) {
+  if ((r = mcpsig_hello(cl, &hi)) < 0 || (r = mcpsig_list(cl, &l)) < 0 || (r = mcpsig_agent_status(cl, &st)) < 0) {
     r = call_failed(cl, r);
     mcpsig_hello_info_free(hi);
     mcpsig_close(cl);
@@ -280,18 +281,28 @@ static int cmd_status(int argc, char **argv) {
     json_t *algs = json_array();
     for (size_t i = 0; i < hi->n_algorithms; i++)
       json_array_append_new(algs, json_string(hi->algorithms[i]));
-    r = json_print(json_pack("{s:s, s:I, s:s, s:i, s:o, s:I, s:I}", "socket", path, "pid", (json_int_t)hi->pid,
-                             "version", hi->agent_version, "protocol", (int)hi->protocol, "algorithms", algs,
-                             "identities", (json_int_t)l->n_identities, "bindings", (json_int_t)l->n_bindings));
+    r = json_print(json_pack("{s:s, s:I, s:s, s:i, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I}", "socket", path,
+                             "pid", (json_int_t)hi->pid, "version", hi->agent_version, "protocol", (int)hi->protocol,
+                             "algorithms", algs, "identities", (json_int_t)l->n_identities, "bindings",
+                             (json_int_t)l->n_bindings, "uptime", (json_int_t)st.uptime, "connections",
+                             (json_int_t)st.connections, "signatures", (json_int_t)st.signatures, "memory_locked",
+                             st.memory_locked, "output_queued_max", (json_int_t)st.output_queued_max,
+                             "output_queued_limit", (json_int_t)st.output_queued_limit));
   } else {
-    printf("agent:      running, pid %lld, version %s, protocol %u\n", (long long)hi->pid, hi->agent_version,
-           hi->protocol);
+    printf("agent:      running, pid %lld, version %s, protocol %u, up %llds\n", (long long)hi->pid,
+           hi->agent_version, hi->protocol, (long long)st.uptime);
     printf("socket:     %s\n", path);
     printf("algorithms:");
     for (size_t i = 0; i < hi->n_algorithms; i++)
       printf(" %s", hi->algorithms[i]);
     printf("\nidentities: %zu\nbindings:   %zu\n", l->n_identities, l->n_bindings);
+    printf("activity:   %lld connection(s), %lld signature(s) since start\n", (long long)st.connections,
+           (long long)st.signatures);
+    printf("key memory: %s\n", st.memory_locked ? "locked (never swapped)" : "NOT LOCKED: keys may be written to swap");
   }
+  if (!st.memory_locked)
+    fprintf(stderr, "mcpsig: warning: the agent could not lock its key memory (RLIMIT_MEMLOCK is too low), so keys "
+                    "may be written to swap; raise the limit (ulimit -l, or LimitMEMLOCK= in the unit)\n");
   if (hi->protocol != MCPSIG_PROTOCOL_VERSION)
     fprintf(stderr, "mcpsig: warning: the agent speaks protocol %u, this client %u\n", hi->protocol,
             MCPSIG_PROTOCOL_VERSION);

@@ -641,6 +641,22 @@ mcpsig_signature *mcpsig_signature_free(mcpsig_signature *s) {
   return NULL;
 }
 
+int mcpsig_agent_status(mcpsig_client *c, mcpsig_status_info *ret) {
+  struct proto_status_result res;
+  msgpack_zone *zone = NULL;
+  char empty = 0;
+  if (!ret)
+    return set_error(c, -EINVAL, NULL);
+  int r = call(c, "agent.status", &proto_empty_schema, &empty, &proto_status_result_schema, &res, &zone);
+  if (r < 0)
+    return r;
+  *ret = (mcpsig_status_info){ res.pid, res.uptime, res.connections, res.connections_limit, res.identities,
+                                res.bindings, res.signatures, res.memory_locked, res.output_queued_max,
+                                res.output_queued_limit };
+  msgpack_zone_free(zone);
+  return 0;
+}
+
 int mcpsig_dpop(mcpsig_client *c, const mcpsig_dpop_request *req, mcpsig_dpop_proof **ret_proof) {
   struct proto_dpop_params p;
   struct proto_dpop_result res;

@@ -31,6 +31,10 @@ struct agent {
    * its subscribers). May be NULL. */
   void (*notify)(void *data, const struct proto_rotation_event *ev);
   void *notify_data;
+  /* Fills what only the server knows (connections, queued output) for
+   * agent.status. May be NULL: then both are 0. */
+  void (*server_stats)(void *data, size_t *ret_connections, size_t *ret_output_queued_max);
+  void *server_stats_data;
 #ifdef MCPSIG_TEST_HOOKS
   /* Test builds only: a fixed clock and nonce source, so the known-answer
    * vectors can run through the real dispatcher. Nothing on the wire can

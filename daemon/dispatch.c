@@ -102,6 +102,26 @@ static int m_hello(struct call *c) {
   return reply_result(c, &proto_hello_result_schema, &res);
 }
 
+/* ---- agent.status ---- */
+
+static int m_agent_status(struct call *c) {
+  size_t conns = 0, queued = 0;
+  char dummy;
+  int r = decode(c, &proto_empty_schema, &dummy);
+  if (r < 0)
+    return reply_error(c, r);
+  if (c->a->server_stats)
+    c->a->server_stats(c->a->server_stats_data, &conns, &queued);
+  struct proto_status_result res = {
+    .pid = (int64_t)getpid(), .uptime = agent_now(c->a) - c->a->started, .connections = (int64_t)conns,
+    .connections_limit = MCPSIG_MAX_CONNECTIONS, .identities = (int64_t)c->a->n_identities,
+    .bindings = (int64_t)c->a->n_bindings, .signatures = (int64_t)c->a->n_signatures,
+    .memory_locked = keypool_locked(c->a->pool), .output_queued_max = (int64_t)queued,
+    .output_queued_limit = MCPSIG_MAX_OUTPUT_QUEUED,
+  };
+  return reply_result(c, &proto_status_result_schema, &res);
+}
+
 /* ---- key types and algorithm lists ---- */
 
 /* How a key type is named in a list of the given kind, for messages. */
@@ -777,6 +797,7 @@ static const struct {
   int (*handler)(struct call *c);
 } methods[] = {
   { "hello", m_hello },
+  { "agent.status", m_agent_status },
   { "identity.list", m_identity_list },
   { "identity.public", m_identity_public },
   { "identity.add", m_identity_add },
@@ -791,6 +812,14 @@ static const struct {
   { "sign.rotate", m_sign_rotate },
   { "subscribe", m_subscribe },
 };
+
+size_t dispatch_method_count(void) {
+  return sizeof(methods) / sizeof(methods[0]);
+}
+
+const char *dispatch_method_name(size_t i) {
+  return i < dispatch_method_count() ? methods[i].name : NULL;
+}
 
 int dispatch_message(struct agent *a, struct dispatch_peer *peer, const msgpack_object *msg,
                      msgpack_packer *pk) {

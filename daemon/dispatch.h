@@ -37,4 +37,8 @@ int dispatch_message(struct agent *a, struct dispatch_peer *peer, const msgpack_
 ssize_t dispatch_bytes(struct agent *a, struct dispatch_peer *peer, const unsigned char *buf, size_t len,
                        msgpack_packer *pk);
 
+/* The methods the dispatcher handles, for the test that checks proto_methods against them. */
+size_t dispatch_method_count(void);
+const char *dispatch_method_name(size_t i);
+
 #endif

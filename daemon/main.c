@@ -36,10 +36,12 @@ static bool arg_kill = false;
 static const char *arg_socket = NULL;
 static const char *arg_keystore = NULL;
 static unsigned long arg_exit_idle = 0;
+static unsigned long arg_partial_timeout = 0;
 static int arg_verbose = 0;
 
 static void help(void) {
   printf("Usage: mcpsig-agent [-D] [-v] [-a SOCKET] [--keystore DIR] [--exit-idle=SECONDS]\n"
+         "                    [--partial-timeout=SECONDS]\n"
          "       mcpsig-agent -k\n"
          "\n"
          "Holds the keys of MCP clients and signs their HTTP requests (SEP-2752).\n"
@@ -51,6 +53,8 @@ static void help(void) {
          "                        ${XDG_DATA_HOME:-~/.local/share}/mcpsig)\n"
          "      --exit-idle=SECS  exit after SECS without any connection (for socket\n"
          "                        activation, which starts the agent again; default: never)\n"
+         "      --partial-timeout=SECS  close a connection that holds part of a message\n"
+         "                        for SECS without completing it (default: 30)\n"
          "  -k, --kill            stop the agent named by MCPSIG_AGENT_PID\n"
          "  -h, --help            show this help\n"
          "  -V, --version         show the version\n"
@@ -62,13 +66,14 @@ static void help(void) {
 }
 
 static int parse_argv(int argc, char **argv) {
-  enum { OPT_KEYSTORE = 0x100, OPT_EXIT_IDLE };
+  enum { OPT_KEYSTORE = 0x100, OPT_EXIT_IDLE, OPT_PARTIAL_TIMEOUT };
   static const struct option options[] = {
     { "foreground", no_argument, NULL, 'D' },
     { "verbose", no_argument, NULL, 'v' },
     { "socket", required_argument, NULL, 'a' },
     { "keystore", required_argument, NULL, OPT_KEYSTORE },
     { "exit-idle", required_argument, NULL, OPT_EXIT_IDLE },
+    { "partial-timeout", required_argument, NULL, OPT_PARTIAL_TIMEOUT },
     { "kill", no_argument, NULL, 'k' },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
@@ -82,14 +87,17 @@ static int parse_argv(int argc, char **argv) {
     case 'v': arg_verbose++; break;
     case 'a': arg_socket = optarg; break;
     case OPT_KEYSTORE: arg_keystore = optarg; break;
-    case OPT_EXIT_IDLE: {
+    case OPT_EXIT_IDLE:
+    case OPT_PARTIAL_TIMEOUT: {
       char *end = NULL;
       errno = 0;
-      arg_exit_idle = strtoul(optarg, &end, 10);
-      if (errno || !*optarg || *end || optarg[0] == '-' || arg_exit_idle > 86400 * 365) {
-        fprintf(stderr, "mcpsig-agent: --exit-idle takes whole seconds, not '%s'\n", optarg);
+      unsigned long v = strtoul(optarg, &end, 10);
+      if (errno || !*optarg || *end || optarg[0] == '-' || v > 86400 * 365 || (c == OPT_PARTIAL_TIMEOUT && v == 0)) {
+        fprintf(stderr, "mcpsig-agent: --%s takes whole seconds%s, not '%s'\n",
+                c == OPT_EXIT_IDLE ? "exit-idle" : "partial-timeout", c == OPT_EXIT_IDLE ? "" : " (at least 1)", optarg);
         return -EINVAL;
       }
+      *(c == OPT_EXIT_IDLE ? &arg_exit_idle : &arg_partial_timeout) = v;
       break;
     }
     case 'k': arg_kill = true; break;
@@ -105,7 +113,7 @@ static int parse_argv(int argc, char **argv) {
             argv[optind]);
     return -EINVAL;
   }
-  if (arg_kill && (arg_foreground || arg_socket || arg_keystore || arg_exit_idle)) {
+  if (arg_kill && (arg_foreground || arg_socket || arg_keystore || arg_exit_idle || arg_partial_timeout)) {
     fprintf(stderr, "mcpsig-agent: -k takes no other options\n");
     return -EINVAL;
   }
@@ -212,7 +220,8 @@ static int run(const char *keystore, const char *path, int listen_fd, int ready_
   if (!keypool_locked(agent.pool))
     log_msg(LOG_WARNING, "cannot lock key memory (RLIMIT_MEMLOCK too low): keys may be written to swap");
   uv_loop_init(&loop);
-  if ((r = server_start(&srv, &loop, &agent, path, listen_fd, (uint64_t)arg_exit_idle * 1000, err, sizeof(err))) <
+  struct server_options sopt = { listen_fd, (uint64_t)arg_exit_idle * 1000, (uint64_t)arg_partial_timeout * 1000 };
+  if ((r = server_start(&srv, &loop, &agent, path, &sopt, err, sizeof(err))) <
       0) {
     log_msg(LOG_ERR, "%s", err);
     uv_run(&loop, UV_RUN_NOWAIT);

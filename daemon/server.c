@@ -39,6 +39,7 @@ struct conn {
   size_t rx_len, rx_cap;
   bool reading;
   bool closing;
+  uint64_t partial_since;   /* uv_now() when rx began to hold an incomplete message; 0: none */
   struct conn *prev, *next;
 };
 
@@ -193,8 +194,12 @@ static void on_written(uv_write_t *req, int status) {
     return;
   }
   if (!c->reading && uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) < SERVER_MAX_PENDING_OUT / 2) {
-    if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0)
+    if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0) {
       c->reading = true;
+      /* The wait for the rest of a message starts again: we were the ones not reading. */
+      if (c->partial_since)
+        c->partial_since = uv_now(c->srv->loop);
+    }
   }
 }
 
@@ -223,21 +228,26 @@ static struct write_req *write_req_new(void) {
   return w;
 }
 
+/* Answers an error with a nil msgid (msg NULL: the code's text), then closes. */
+static void conn_fail(struct conn *c, int code, const char *msg) {
+  struct write_req *w = write_req_new();
+  if (!w) {
+    conn_close(c);
+    return;
+  }
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
+  proto_error_encode(&pk, NULL, code, msg);
+  conn_send(c, w, true);
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   struct conn *c = s->data;
   (void)b;
 
   if (nread == UV_ENOBUFS) {
     /* The buffer cap was reached without a complete message. */
-    struct write_req *w = write_req_new();
-    if (w) {
-      msgpack_packer pk;
-      msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
-      proto_error_encode(&pk, NULL, MCPSIG_ETOOBIG, NULL);
-      conn_send(c, w, true);
-    } else {
-      conn_close(c);
-    }
+    conn_fail(c, MCPSIG_ETOOBIG, NULL);
     return;
   }
   if (nread < 0) {
@@ -270,6 +280,11 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     sodium_memzero(c->rx + c->rx_len - (size_t)used, (size_t)used);
     c->rx_len -= (size_t)used;
   }
+  /* The partial-message clock runs from the start of each incomplete message. */
+  if (c->rx_len == 0)
+    c->partial_since = 0;
+  else if (used > 0 || !c->partial_since)
+    c->partial_since = uv_now(c->srv->loop);
   conn_send(c, w, false);
 }
 
@@ -359,18 +374,10 @@ static void on_connection(uv_stream_t *listener, int status) {
   c->peer.uid = cred.uid;
   peer_identify(c, fd);
   if (srv->n_conns > MCPSIG_MAX_CONNECTIONS) {
-    struct write_req *w = write_req_new();
     char why[64];
     snprintf(why, sizeof(why), "%zu connections already open", srv->n_conns - 1);
     log_peer_refused((long)cred.pid, (long)cred.uid, why);
-    if (!w) {
-      conn_close(c);
-      return;
-    }
-    msgpack_packer pk;
-    msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
-    proto_error_encode(&pk, NULL, MCPSIG_EBUSY, NULL);
-    conn_send(c, w, true);
+    conn_fail(c, MCPSIG_EBUSY, NULL);
     return;
   }
   if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0) {
@@ -408,9 +415,45 @@ void server_status(const struct server *srv, char *buf, size_t size) {
            (unsigned long long)srv->agent->n_signatures, srv->agent->n_signatures == 1 ? "" : "s");
 }
 
+/*
+ * Closes connections that have held part of a message for longer than the
+ * partial-message timeout while we were reading: a peer that sends half a
+ * request and waits would otherwise hold its buffer forever.
+ */
+static void partial_sweep(struct server *srv) {
+  uint64_t now = uv_now(srv->loop);
+  for (struct conn *c = srv->conns, *next; c; c = next) {
+    next = c->next;
+    if (c->closing || !c->reading || !c->partial_since || now - c->partial_since < srv->partial_timeout_ms)
+      continue;
+    char msg[96];
+    snprintf(msg, sizeof(msg), "no complete message within %llu s; closing",
+             (unsigned long long)(srv->partial_timeout_ms / 1000));
+    log_info(&c->peer, "closing connection %lu: %s", c->peer.id, msg);
+    uv_read_stop((uv_stream_t *)&c->pipe);
+    c->reading = false;
+    c->partial_since = 0;
+    conn_fail(c, MCPSIG_EPROTO, msg);
+  }
+}
+
+/* agent.status: what only the server knows. */
+static void server_stats(void *data, size_t *ret_connections, size_t *ret_output_queued_max) {
+  struct server *srv = data;
+  size_t max = 0;
+  for (struct conn *c = srv->conns; c; c = c->next) {
+    size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe);
+    if (q > max)
+      max = q;
+  }
+  *ret_connections = srv->n_conns;
+  *ret_output_queued_max = max;
+}
+
 static void on_status_tick(uv_timer_t *t) {
   struct server *srv = t->data;
   char now[sizeof(srv->status)];
+  partial_sweep(srv);
   server_status(srv, now, sizeof(now));
   if (strcmp(now, srv->status) != 0) {
     memcpy(srv->status, now, sizeof(now));
@@ -418,16 +461,21 @@ static void on_status_tick(uv_timer_t *t) {
   }
 }
 
-int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const char *path, int listen_fd,
-                 uint64_t exit_idle_ms, char *err, size_t errlen) {
+int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const char *path,
+                 const struct server_options *opt, char *err, size_t errlen) {
+  int listen_fd = opt->listen_fd;
+  uint64_t exit_idle_ms = opt->exit_idle_ms;
   int r;
 
   memset(srv, 0, sizeof(*srv));
   srv->loop = loop;
   srv->agent = agent;
   srv->exit_idle_ms = exit_idle_ms;
+  srv->partial_timeout_ms = opt->partial_timeout_ms ? opt->partial_timeout_ms : MCPSIG_PARTIAL_TIMEOUT_MS;
   agent->notify = server_notify;
   agent->notify_data = srv;
+  agent->server_stats = server_stats;
+  agent->server_stats_data = srv;
   if (!(srv->path = strdup(path)))
     return -ENOMEM;
   uv_pipe_init(loop, &srv->listener, 0);
@@ -484,6 +532,7 @@ void server_stop(struct server *srv) {
     return;
   srv->stopping = true;
   srv->agent->notify = NULL;
+  srv->agent->server_stats = NULL;
   if (!uv_is_closing((uv_handle_t *)&srv->listener))
     uv_close((uv_handle_t *)&srv->listener, NULL);
   for (struct conn *c = srv->conns; c; c = c->next)

@@ -8,9 +8,16 @@
 #include <uv.h>
 
 #include "agent.h"
+#include "proto.h"
+
+struct server_options {
+  int listen_fd;               /* a socket systemd passed, or -1 */
+  uint64_t exit_idle_ms;       /* --exit-idle; 0: never */
+  uint64_t partial_timeout_ms; /* --partial-timeout; 0: MCPSIG_PARTIAL_TIMEOUT_MS */
+};
 
 /* Bytes of unsent replies after which a connection's reading pauses. */
-#define SERVER_MAX_PENDING_OUT (4u * 1024u * 1024u)
+#define SERVER_MAX_PENDING_OUT MCPSIG_MAX_OUTPUT_QUEUED
 
 struct conn;
 
@@ -29,6 +36,7 @@ struct server {
   char status[160];
   uv_timer_t idle_timer;       /* --exit-idle */
   uint64_t exit_idle_ms;       /* 0: never */
+  uint64_t partial_timeout_ms;
   bool stopping;
 };
 
@@ -40,12 +48,12 @@ struct server {
 int server_socket_prepare(const char *path, char *err, size_t errlen);
 
 /*
- * Serves on listen_fd, a socket systemd passed (never removed by us), or,
- * when it is -1, binds (mode 0600) and listens at path. With exit_idle_ms,
- * stops after that long without any connection.
+ * Serves on opt->listen_fd, a socket systemd passed (never removed by us),
+ * or, when it is -1, binds (mode 0600) and listens at path. With
+ * exit_idle_ms, stops after that long without any connection.
  */
-int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const char *path, int listen_fd,
-                 uint64_t exit_idle_ms, char *err, size_t errlen);
+int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const char *path,
+                 const struct server_options *opt, char *err, size_t errlen);
 /* The one-line summary for STATUS=: connections, bindings, signatures. */
 void server_status(const struct server *srv, char *buf, size_t size);
 /* Stops listening, closes every connection, and removes the socket we created. */

@@ -33,6 +33,22 @@ static const struct proto_field hello_result_fields[] = {
 SCHEMA(proto_hello_result_schema, "result", S, hello_result_fields);
 #undef S
 
+#define S struct proto_status_result
+static const struct proto_field status_result_fields[] = {
+  F_INT(S, pid, PF_REQUIRED),
+  F_INT(S, uptime, PF_REQUIRED),
+  F_INT(S, connections, PF_REQUIRED),
+  F_INT(S, connections_limit, PF_REQUIRED),
+  F_INT(S, identities, PF_REQUIRED),
+  F_INT(S, bindings, PF_REQUIRED),
+  F_INT(S, signatures, PF_REQUIRED),
+  F_BOOL(S, memory_locked, PF_REQUIRED),
+  F_INT(S, output_queued_max, PF_REQUIRED),
+  F_INT(S, output_queued_limit, PF_REQUIRED),
+};
+SCHEMA(proto_status_result_schema, "result", S, status_result_fields);
+#undef S
+
 #define S struct proto_identity_params
 static const struct proto_field identity_params_fields[] = {
   F_STR(S, identity, 0, ID_MAX),
@@ -215,3 +231,22 @@ static const struct proto_field rotation_event_fields[] = {
 };
 SCHEMA(proto_rotation_event_schema, "event", S, rotation_event_fields);
 #undef S
+
+const struct proto_method proto_methods[] = {
+  { "hello", &proto_empty_schema },
+  { "agent.status", &proto_empty_schema },
+  { "identity.list", &proto_empty_schema },
+  { "identity.public", &proto_identity_params_schema },
+  { "identity.add", &proto_identity_params_schema },
+  { "identity.remove", &proto_identity_params_schema },
+  { "identity.import", &proto_import_params_schema },
+  { "sign.http", &proto_sign_params_schema },
+  { "dpop.proof", &proto_dpop_params_schema },
+  { "rotate.begin", &proto_rotate_params_schema },
+  { "rotate.commit", &proto_rotate_params_schema },
+  { "rotate.abort", &proto_rotate_params_schema },
+  { "rotate.status", &proto_rotate_params_schema },
+  { "sign.rotate", &proto_rotate_sign_params_schema },
+  { "subscribe", &proto_empty_schema },
+};
+const size_t proto_n_methods = sizeof(proto_methods) / sizeof(proto_methods[0]);

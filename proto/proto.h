@@ -40,6 +40,13 @@
 #define MCPSIG_MAX_ALGORITHMS 32u
 /* Longest access token given to dpop.proof for "ath". */
 #define MCPSIG_MAX_TOKEN_LEN 16384u
+/* Bytes of unsent replies on one connection after which the agent stops
+ * reading from it, until the peer reads; a subscriber this far behind is
+ * disconnected instead. */
+#define MCPSIG_MAX_OUTPUT_QUEUED (4u * 1024u * 1024u)
+/* A connection that holds part of a message this long without completing it
+ * is answered EPROTO and closed (mcpsig-agent --partial-timeout). */
+#define MCPSIG_PARTIAL_TIMEOUT_MS 30000u
 /* Most connections the agent serves at once; more are refused with EBUSY. */
 #define MCPSIG_MAX_CONNECTIONS 256u
 
@@ -159,6 +166,20 @@ struct proto_hello_result {
   const char **algorithms;
   size_t n_algorithms;
   int64_t pid;
+};
+
+/* agent.status: no params. */
+struct proto_status_result {
+  int64_t pid;
+  int64_t uptime;              /* seconds since start */
+  int64_t connections;
+  int64_t connections_limit;
+  int64_t identities;
+  int64_t bindings;
+  int64_t signatures;          /* since start: sign.http, sign.rotate (2 each), dpop.proof */
+  bool memory_locked;          /* false: mlock failed (RLIMIT_MEMLOCK), keys may reach swap */
+  int64_t output_queued_max;   /* the largest unsent output of any connection, bytes */
+  int64_t output_queued_limit; /* reading pauses beyond this (per connection) */
 };
 
 /* identity.public / identity.remove / identity.add params. */
@@ -328,11 +349,20 @@ extern const struct proto_schema proto_sign_params_schema;
 extern const struct proto_schema proto_sign_result_schema;
 extern const struct proto_schema proto_error_schema;
 extern const struct proto_schema proto_dpop_params_schema;
+extern const struct proto_schema proto_status_result_schema;
 extern const struct proto_schema proto_dpop_result_schema;
 extern const struct proto_schema proto_rotate_params_schema;
 extern const struct proto_schema proto_rotate_sign_params_schema;
 extern const struct proto_schema proto_rotate_sign_result_schema;
 extern const struct proto_schema proto_rotation_event_schema;
+
+/* Every method of the protocol and the schema of its params (§7 of PROTOCOL.md). */
+struct proto_method {
+  const char *name;
+  const struct proto_schema *params;
+};
+extern const struct proto_method proto_methods[];
+extern const size_t proto_n_methods;
 
 /* A notification [2, method, [params]]. */
 int proto_notification_encode(msgpack_packer *pk, const char *method, const struct proto_schema *schema,

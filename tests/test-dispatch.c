@@ -268,5 +268,14 @@ int main(void) {
   raw_message(toodeep, sizeof(toodeep), MCPSIG_EDEPTH, "nesting beyond the limit: error, close");
 
   test_agent_free(&a, dir);
+  /* The hostile-input suite is generated from proto_methods: it must name every method the dispatcher has. */
+  size_t in_both = 0;
+  for (size_t i = 0; i < dispatch_method_count(); i++)
+    for (size_t j = 0; j < proto_n_methods; j++)
+      if (strcmp(dispatch_method_name(i), proto_methods[j].name) == 0)
+        in_both++;
+  ok(in_both == dispatch_method_count() && in_both == proto_n_methods,
+     "proto_methods (the hostile-input suite's table) and the dispatcher name the same methods");
+  ok(dispatch_method_name(dispatch_method_count()) == NULL, "dispatch_method_name past the end is NULL");
   return done_testing();
 }

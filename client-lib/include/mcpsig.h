@@ -259,6 +259,24 @@ MCPSIG_EXTERN int mcpsig_sign_http(mcpsig_client *client, const mcpsig_sign_requ
                                    mcpsig_signature **ret_sig);
 MCPSIG_EXTERN mcpsig_signature *mcpsig_signature_free(mcpsig_signature *sig);
 
+/* ---- the agent's state ----------------------------------------------- */
+
+typedef struct {
+  int64_t pid;
+  int64_t uptime;               /* seconds since the agent started */
+  int64_t connections;          /* open connections, this one included */
+  int64_t connections_limit;
+  int64_t identities;
+  int64_t bindings;
+  int64_t signatures;           /* made since start */
+  int memory_locked;            /* 0: mlock failed (RLIMIT_MEMLOCK too low), keys may reach swap */
+  int64_t output_queued_max;    /* the largest unsent output of any connection, bytes */
+  int64_t output_queued_limit;  /* a connection's reading pauses beyond this */
+} mcpsig_status_info;
+
+/* Fills *ret_status with the agent's counters (agent.status). */
+MCPSIG_EXTERN int mcpsig_agent_status(mcpsig_client *client, mcpsig_status_info *ret_status);
+
 /* ---- DPoP proofs (RFC 9449, SEP-1932) ---------------------------------- */
 
 typedef struct {
