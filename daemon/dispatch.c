@@ -66,6 +66,18 @@ static int set_err(struct call *c, int code, const char *fmt, ...) {
   return code;
 }
 
+/* Wipes a decoded string in the call's zone: header values and access
+ * tokens may be credentials, and msgpack-c frees zones without clearing. */
+static void wipe_str(const char *s) {
+  if (s)
+    sodium_memzero((char *)s, strlen(s));
+}
+
+static void wipe_pairs(const struct proto_pair *pairs, size_t n) {
+  for (size_t i = 0; pairs && i < n; i++)
+    wipe_str(pairs[i].value);
+}
+
 static int decode(struct call *c, const struct proto_schema *schema, void *out) {
   return proto_decode(schema, c->params, c->zone, out, PROTO_DECODE_STRICT, c->err, sizeof(c->err));
 }
@@ -542,6 +554,7 @@ out:
   if (r < 0)
     r = reply_error(c, r);
   httpsig_plan_free(&plan);
+  wipe_pairs(p.headers, p.n_headers);
   buf_free(&out.input);
   buf_free(&out.signature);
   free(headers);
@@ -707,6 +720,7 @@ static int m_sign_rotate(struct call *c) {
   crash_point("signed", NULL);
   r = reply_result(c, &proto_rotate_sign_result_schema, &res);
 out:
+  wipe_pairs(p.headers, p.n_headers);
   if (r < 0)
     r = reply_error(c, r);
   httpsig_plan_free(&plan);
@@ -787,6 +801,7 @@ static int m_dpop_proof(struct call *c) {
   struct proto_dpop_result res = { jws, b->active.keyid, cl.alg, created };
   r = reply_result(c, &proto_dpop_result_schema, &res);
   free(jws);
+  wipe_str(p.access_token);
   return r;
 }
 

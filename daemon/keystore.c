@@ -458,7 +458,7 @@ int keystore_identity_remove(struct keystore *ks, const char *name, char *err, s
    * interruption leaves at worst an identity with fewer bindings. */
   bdir = open_dir_at(iddir, "bindings");
   if (bdir >= 0) {
-    DIR *d = fdopendir(dup(bdir));
+    DIR *d = fdopendir(fcntl(bdir, F_DUPFD_CLOEXEC, 0));
     if (d) {
       struct dirent *de;
       while ((de = readdir(d)))
@@ -847,7 +847,7 @@ static int identity_load(struct keystore *ks, struct keypool *pool, int idsfd, c
     r = errno == ENOENT ? 0 : errmsg(err, errlen, MCPSIG_ESTORE, "cannot open %s/bindings: %s", path, strerror(errno));
     goto out;
   }
-  DIR *d = fdopendir(dup(bdir));
+  DIR *d = fdopendir(fcntl(bdir, F_DUPFD_CLOEXEC, 0));
   if (!d) {
     r = -errno;
     goto out;
@@ -908,7 +908,7 @@ int keystore_load(struct keystore *ks, struct keypool *pool, const struct keysto
     close(idsfd);
     return r < 0 ? r : MCPSIG_ESTORE;
   }
-  DIR *d = fdopendir(dup(idsfd));
+  DIR *d = fdopendir(fcntl(idsfd, F_DUPFD_CLOEXEC, 0));
   if (!d) {
     close(idsfd);
     return -errno;

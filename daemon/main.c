@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -197,13 +198,39 @@ static int agent_kill(void) {
   return 0;
 }
 
+/*
+ * Closes every descriptor inherited beyond stderr, except the sockets
+ * systemd passes (LISTEN_FDS, for this pid): a parent's open files must not
+ * live on in a process that holds keys.
+ */
+static void close_inherited(void) {
+  unsigned first = 3, keep = 0;
+  const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+  if (pid && fds && strtol(pid, NULL, 10) == (long)getpid()) {
+    long n = strtol(fds, NULL, 10);
+    if (n > 0 && n < 64)
+      keep = (unsigned)n;
+  }
+  first += keep;
+  if (syscall(SYS_close_range, first, ~0u, 0) == 0)
+    return;
+  /* Kernels before 5.9: walk the descriptor table instead. */
+  long max = sysconf(_SC_OPEN_MAX);
+  for (long fd = first; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+    (void)close((int)fd);
+}
+
 /* Deny core dumps and ptrace-style reads: memory holds unencrypted private keys. */
 static void harden(void) {
   struct rlimit rl = { 0, 0 };
   umask(0077);
   (void)prctl(PR_SET_DUMPABLE, 0);
   (void)setrlimit(RLIMIT_CORE, &rl);
+  close_inherited();
   signal(SIGPIPE, SIG_IGN);
+  /* A write past RLIMIT_FSIZE fails with EFBIG (a keystore error the
+   * requester sees) instead of killing the agent. */
+  signal(SIGXFSZ, SIG_IGN);
 }
 
 static int run(const char *keystore, const char *path, int listen_fd, int ready_fd) {

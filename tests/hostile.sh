@@ -35,6 +35,20 @@ ok "$([ "$status" -eq 0 ] && echo 0 || echo 1)" "the hostile-input program exits
 kill -0 "$AGENT_PID" 2>/dev/null
 ok $? "the agent is still running after every hostile case"
 
+# Every descriptor the agent holds beyond 0-2 is close-on-exec (flags in fdinfo are octal).
+fds=0
+leaky=
+for info in /proc/"$AGENT_PID"/fdinfo/*; do
+	fd=${info##*/}
+	[ "$fd" -le 2 ] && continue
+	flags=$(sed -n 's/^flags:[[:space:]]*//p' "$info" 2>/dev/null) || continue
+	[ -n "$flags" ] || continue
+	fds=$((fds + 1))
+	[ $((0$flags & 02000000)) -ne 0 ] || leaky="$leaky $fd($(readlink "/proc/$AGENT_PID/fd/$fd"))"
+done
+ok "$([ "$fds" -ge 4 ] && [ -z "$leaky" ] && echo 0 || echo 1)" "all $fds descriptors of the agent beyond 0-2 are close-on-exec${leaky:+; not:$leaky}"
+
 cat "$TSV.part" >"$TSV" 2>/dev/null
+printf 'agent_fds_without_cloexec\t%s\n' "$(echo "$leaky" | wc -w)" >>"$TSV"
 rm -f "$TSV.part"
 done_testing
