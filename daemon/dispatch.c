@@ -554,7 +554,7 @@ out:
   if (r < 0)
     r = reply_error(c, r);
   httpsig_plan_free(&plan);
-  wipe_pairs(p.headers, p.n_headers);
+  wipe_pairs(headers, p.n_headers); /* the request's pairs, and the Content-Digest we added */
   buf_free(&out.input);
   buf_free(&out.signature);
   free(headers);

@@ -23,11 +23,20 @@ struct keypool {
   bool locked;
 };
 
+static int arena_add(struct keypool *pool);
+
 int keypool_new(struct keypool **ret_pool) {
   struct keypool *pool = calloc(1, sizeof(*pool));
   if (!pool)
     return -ENOMEM;
   pool->locked = true;
+  /* The first arena is made now, so a failure to lock memory is known (and
+   * reported) at start, not at the first key. */
+  int r = arena_add(pool);
+  if (r < 0) {
+    keypool_free(pool);
+    return r;
+  }
   *ret_pool = pool;
   return 0;
 }
