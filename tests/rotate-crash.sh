@@ -81,6 +81,7 @@ run_point() {
 		stop_agent "$victim"
 	else
 		died=yes
+		crashes=$((crashes + 1))
 		wait "$victim" 2>/dev/null
 	fi
 	ok "$([ "$died" = "$fires" ] && echo 0 || echo 1)" "$what: the agent $([ "$fires" = yes ] && echo dies there || echo never gets there)"
@@ -93,8 +94,9 @@ run_point() {
 	active=$(json "$TMP/s1.json" j.keyid)
 	pending=$(json "$TMP/s1.json" j.pending_keyid)
 	held=$(server_key "$tag")
-	ok "$([ -n "$held" ] && { [ "$held" = "$active" ] || [ "$held" = "$pending" ]; } && echo 0 || echo 1)" \
-		"$what: the agent holds the key the server holds (server ${held:-none}, agent $active${pending:+ + $pending})"
+	kept=$([ -n "$held" ] && { [ "$held" = "$active" ] || [ "$held" = "$pending" ]; } && echo 0 || echo 1)
+	lost=$((lost + kept))
+	ok "$kept" "$what: the agent holds the key the server holds (server ${held:-none}, agent $active${pending:+ + $pending})"
 	if [ -n "$pending" ]; then
 		"$CLI" --identity "$id" rotate --resume "$URL" --json >"$TMP/res.json" 2>"$TMP/res.err"
 		rrc=$?
@@ -114,6 +116,8 @@ run_point() {
 
 # (lib.sh's wait_for uses $n, so the run counter has its own name.)
 run=0
+crashes=0
+lost=0
 for p in replace.synced:.pending replace.renamed:.pending begin signed \
 	replace.synced:.binding replace.renamed:.binding discard.renamed commit; do
 	run=$((run + 1))
@@ -129,6 +133,8 @@ for p in replace.synced:.binding commit; do
 	run_point "$run" "$p" abort no
 done
 
+mkdir -p "$top_builddir/reliability"
+printf 'rotation_crashes_survived\t%s\nrotation_keys_lost\t%s\n' "$crashes" "$lost" >"$top_builddir/reliability/rotate-crash.tsv"
 if [ "$tap_failed" -gt 0 ]; then
 	echo "# server log (last 30 lines):"
 	tail -n 30 "$TMP/server.log" | diag
