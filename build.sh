@@ -17,7 +17,7 @@ BUILD_FUZZ=$SRC/build-fuzz
 
 PACKAGES="build-essential autoconf automake libtool pkg-config libuv1-dev libsodium-dev libmsgpack-dev
 libsystemd-dev libssl-dev libjansson-dev libcurl4-openssl-dev"
-TEST_PACKAGES="strace curl openssl util-linux procps ca-certificates clang"
+TEST_PACKAGES="strace curl openssl util-linux procps ca-certificates clang valgrind"
 
 die() {
 	echo "build.sh: $*" >&2

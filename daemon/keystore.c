@@ -55,8 +55,10 @@ bool identity_name_valid(const char *name) {
 /* A directory or file the keys live in must be ours and private. */
 static int check_private(const struct stat *st, const char *path, bool is_dir, char *err, size_t errlen) {
   if (st->st_uid != geteuid())
-    return errmsg(err, errlen, MCPSIG_ESTORE, "%s is owned by uid %lu, not by this user (uid %lu); refusing to use it",
-                path, (unsigned long)st->st_uid, (unsigned long)geteuid());
+    return errmsg(err, errlen, MCPSIG_ESTORE,
+                  "%s is owned by uid %lu, not by this user (uid %lu); refusing to use it. If it is yours, fix it "
+                  "with: chown %lu %s; if not, move it aside or use another keystore (--keystore)",
+                  path, (unsigned long)st->st_uid, (unsigned long)geteuid(), (unsigned long)geteuid(), path);
   if (is_dir && !S_ISDIR(st->st_mode))
     return errmsg(err, errlen, MCPSIG_ESTORE, "%s is not a directory", path);
   if (!is_dir && !S_ISREG(st->st_mode))
@@ -437,9 +439,13 @@ int keystore_identity_write(struct keystore *ks, const struct identity *id, char
     r = record_write(iddir, "identity", &identity_record_schema, &rec, 1024);
   if (iddir >= 0)
     close(iddir);
-  if (r < 0)
+  if (r < 0) {
+    /* Take back what was made, so the keystore holds no half identity;
+     * a crash here is settled at the next load (identity_leftover). */
+    (void)keystore_identity_remove(ks, id->name, NULL, 0);
     return errmsg(err, errlen, MCPSIG_ESTORE, "cannot write identity %s to %s: %s", id->name, ks->dir,
-                strerror(-r));
+                  strerror(-r));
+  }
   return 0;
 }
 
@@ -471,7 +477,9 @@ int keystore_identity_remove(struct keystore *ks, const char *name, char *err, s
   } else if (errno != ENOENT) {
     r = -errno;
   }
-  if (r == 0 && (r = file_wipe(iddir, "identity")) == 0 && unlinkat(idsfd, name, AT_REMOVEDIR) < 0)
+  /* identity.tmp: a record whose write was interrupted before its rename. */
+  if (r == 0 && (r = file_wipe(iddir, "identity.tmp")) == 0 && (r = file_wipe(iddir, "identity")) == 0 &&
+      unlinkat(idsfd, name, AT_REMOVEDIR) < 0)
     r = -errno;
   if (r == 0 && fsync(idsfd) < 0)
     r = -errno;
@@ -804,6 +812,41 @@ out:
   return r;
 }
 
+/*
+ * An identity directory without its identity record: an identity.add that
+ * failed or was interrupted before the record was renamed into place. The
+ * identity never existed for anyone, so what it left (an empty bindings
+ * directory, a temporary record) is removed. A directory that holds any
+ * binding is not a leftover: it is refused, so no key is dropped.
+ */
+static int identity_leftover(struct keystore *ks, int iddir, const char *name, const char *path, char *err,
+                             size_t errlen) {
+  int bdir = open_dir_at(iddir, "bindings");
+  bool empty = true;
+  if (bdir >= 0) {
+    DIR *d = fdopendir(fcntl(bdir, F_DUPFD_CLOEXEC, 0));
+    struct dirent *de;
+    while (d && (de = readdir(d)))
+      if (de->d_name[0] != '.')
+        empty = false;
+    if (d)
+      closedir(d);
+    close(bdir);
+  }
+  DIR *d = fdopendir(fcntl(iddir, F_DUPFD_CLOEXEC, 0));
+  struct dirent *de;
+  while (d && (de = readdir(d)))
+    if (de->d_name[0] != '.' && strcmp(de->d_name, "bindings") != 0 && !has_suffix(de->d_name, ".tmp"))
+      empty = false;
+  if (d)
+    closedir(d);
+  if (!empty)
+    return errmsg(err, errlen, MCPSIG_ESTORE,
+                  "%s has no identity record but holds other files; restore %s/identity or move the directory aside",
+                  path, path);
+  return keystore_identity_remove(ks, name, err, errlen);
+}
+
 static int identity_load(struct keystore *ks, struct keypool *pool, int idsfd, const char *name,
                          const struct keystore_loader *loader, char *err, size_t errlen) {
   char path[PATH_MAX];
@@ -826,6 +869,13 @@ static int identity_load(struct keystore *ks, struct keypool *pool, int idsfd, c
     close(iddir);
     return r < 0 ? r : errmsg(err, errlen, MCPSIG_ESTORE, "cannot stat %s", path);
   }
+  if (faccessat(iddir, "identity", F_OK, AT_SYMLINK_NOFOLLOW) < 0 && errno == ENOENT) {
+    r = identity_leftover(ks, iddir, name, path, err, errlen);
+    close(iddir);
+    return r;
+  }
+  char bpath[PATH_MAX + 16];
+  snprintf(bpath, sizeof(bpath), "%s/bindings", path);
   snprintf(path, sizeof(path), "%s/identities/%s/identity", ks->dir, name);
   msgpack_zone_init(&zone, 512);
   msgpack_unpacked_init(&up);
@@ -844,9 +894,15 @@ static int identity_load(struct keystore *ks, struct keypool *pool, int idsfd, c
   }
   bdir = open_dir_at(iddir, "bindings");
   if (bdir < 0) {
-    r = errno == ENOENT ? 0 : errmsg(err, errlen, MCPSIG_ESTORE, "cannot open %s/bindings: %s", path, strerror(errno));
+    r = errno == ENOENT ? 0 : errmsg(err, errlen, MCPSIG_ESTORE, "cannot open %s: %s", bpath, strerror(errno));
     goto out;
   }
+  if (fstat(bdir, &st) < 0) {
+    r = errmsg(err, errlen, MCPSIG_ESTORE, "cannot stat %s: %s", bpath, strerror(errno));
+    goto out;
+  }
+  if ((r = check_private(&st, bpath, true, err, errlen)) < 0)
+    goto out;
   DIR *d = fdopendir(fcntl(bdir, F_DUPFD_CLOEXEC, 0));
   if (!d) {
     r = -errno;

@@ -461,6 +461,11 @@ static void on_status_tick(uv_timer_t *t) {
   }
 }
 
+static void server_path_free(struct server *srv) {
+  free(srv->path);
+  srv->path = NULL;
+}
+
 int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const char *path,
                  const struct server_options *opt, char *err, size_t errlen) {
   int listen_fd = opt->listen_fd;
@@ -485,11 +490,13 @@ int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const
      * remove it, so the next activation finds it in place. */
     if ((r = uv_pipe_open(&srv->listener, listen_fd)) < 0) {
       uv_close((uv_handle_t *)&srv->listener, NULL);
+      server_path_free(srv);
       return errmsg(err, errlen, r, "cannot use the socket systemd passed: %s", uv_strerror(r));
     }
   } else {
     if ((r = server_socket_prepare(path, err, errlen)) < 0) {
       uv_close((uv_handle_t *)&srv->listener, NULL);
+      server_path_free(srv);
       return r;
     }
     /* The socket is created 0600 from the start: no window in which
@@ -499,6 +506,7 @@ int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const
     umask(old);
     if (r < 0) {
       uv_close((uv_handle_t *)&srv->listener, NULL);
+      server_path_free(srv);
       return errmsg(err, errlen, r, "cannot bind %s: %s", path, uv_strerror(r));
     }
     srv->owns_path = true;
@@ -546,6 +554,5 @@ void server_stop(struct server *srv) {
   }
   if (srv->owns_path && srv->path)
     (void)unlink(srv->path);
-  free(srv->path);
-  srv->path = NULL;
+  server_path_free(srv);
 }

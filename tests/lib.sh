@@ -78,6 +78,21 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' HUP INT TERM
 
+# programs_for_other_uid [NAME...]: copies the agent, a CLI that needs no shared
+# library from the build tree (tests/mcpsig-standalone), and the named
+# tests/NAME programs into $TMP/bin, for tests that run them as another uid:
+# that uid may not be able to enter the build tree. Points AGENT and CLI at
+# the copies; the others are $TMP/bin/NAME.
+programs_for_other_uid() {
+	chmod 0711 "$TMP" && mkdir -p "$TMP/bin" && chmod 0755 "$TMP/bin" || return 1
+	cp "$AGENT" "$TMP/bin/mcpsig-agent" && cp "$top_builddir/tests/mcpsig-standalone" "$TMP/bin/mcpsig" || return 1
+	for p in "$@"; do
+		cp "$top_builddir/tests/$p" "$TMP/bin/$p" || return 1
+	done
+	AGENT=$TMP/bin/mcpsig-agent
+	CLI=$TMP/bin/mcpsig
+}
+
 # wait_for SECONDS COMMAND...: retries every 0.1 s until COMMAND succeeds.
 wait_for() {
 	n=$(($1 * 10))

@@ -15,14 +15,8 @@ NOBODY=65534
 D=$TMP/nobody
 mkdir -m 0700 "$D"
 chown "$NOBODY:$NOBODY" "$D"
-chmod 0711 "$TMP" # let uid 65534 reach its own directory inside
 # The build tree may sit in a directory uid 65534 cannot enter: run copies.
-STANDALONE=$top_builddir/tests/mcpsig-standalone
-[ -x "$STANDALONE" ] || bail "$STANDALONE is not built"
-mkdir -m 0755 "$TMP/bin"
-cp "$AGENT" "$TMP/bin/mcpsig-agent" && cp "$STANDALONE" "$TMP/bin/mcpsig" || bail "cannot copy the programs"
-AGENT=$TMP/bin/mcpsig-agent
-CLI=$TMP/bin/mcpsig
+programs_for_other_uid || bail "cannot copy the programs for uid $NOBODY"
 
 # run_agent_as_nobody MEMLOCK NAME: an agent as uid 65534, with no supplementary groups and no
 # capabilities, and that RLIMIT_MEMLOCK.
