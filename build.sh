@@ -104,6 +104,8 @@ test)
 	(cd "$SRC/tests/node" && npm ci --no-audit --no-fund --loglevel=error)
 	# The MCP conformance suite, for its DPoP client scenarios (it runs on tests/node's Node 22).
 	(cd "$SRC/tests/conformance" && npm ci --no-audit --no-fund --loglevel=error)
+	# The Node package (bindings/node): msgpack, both MCP SDKs and TypeScript for its tests.
+	(cd "$SRC/bindings/node" && npm ci --no-audit --no-fund --loglevel=error)
 	status=0
 	make -j"$(nproc)" check || status=$?
 	[ "$status" -eq 0 ] || tail -200 test-suite.log 2>/dev/null

@@ -61,6 +61,12 @@ claims "$CLAIMS" >"$TMP/claims"
 n=$(wc -l <"$TMP/claims")
 ok "$([ "$n" -gt 0 ] && echo 0 || echo 1)" "tests/RELIABILITY.md makes $n machine-checked claims"
 while read -r metric op bound; do
+	if [ "$(measured "$metric")" = NA ]; then
+		# The test that measures it declared it not measurable in this build
+		# (e.g. mlock under AddressSanitizer): shown as skipped, never as passed.
+		skip "claim $metric $op $bound: not measurable in this build (NA)"
+		continue
+	fi
 	holds "$metric" "$op" "$bound"
 	r=$?
 	if [ "$r" -eq 2 ]; then
