@@ -2,11 +2,15 @@
 #include "config.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <systemd/sd-daemon.h>
 
@@ -41,11 +45,38 @@ int service_listen_fd(int *ret_fd, char *err, size_t errlen) {
   return 1;
 }
 
+/*
+ * sd_notify() blocks while the manager's datagram queue is full, so a
+ * manager that stops reading would freeze the agent. Messages go out here on
+ * a non-blocking socket instead: a STATUS= update that does not fit is
+ * dropped (the next one replaces it), and READY=, RELOADING= and STOPPING=
+ * wait at most a second for room.
+ */
 void service_notify(const char *fmt, ...) {
+  static int fd = -1;
+  struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  const char *path = getenv("NOTIFY_SOCKET");
   char msg[512];
   va_list ap;
+  size_t n;
+
+  if (!path || (path[0] != '/' && path[0] != '@') || (n = strlen(path)) >= sizeof(sa.sun_path))
+    return;
+  memcpy(sa.sun_path, path, n);
+  if (path[0] == '@')
+    sa.sun_path[0] = '\0'; /* the abstract namespace */
   va_start(ap, fmt);
   vsnprintf(msg, sizeof(msg), fmt, ap);
   va_end(ap);
-  (void)sd_notify(0, msg);
+  if (fd < 0 && (fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0)
+    return;
+  socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+  bool status_only = strncmp(msg, "STATUS=", 7) == 0;
+  for (int tries = 0; tries < 20; tries++) {
+    if (sendto(fd, msg, strlen(msg), MSG_DONTWAIT | MSG_NOSIGNAL, (struct sockaddr *)&sa, len) >= 0 ||
+        (errno != EAGAIN && errno != EWOULDBLOCK) || status_only)
+      return;
+    struct pollfd p = { fd, POLLOUT, 0 };
+    (void)poll(&p, 1, 50);
+  }
 }

@@ -1,13 +1,16 @@
 /*
  * notify-listen: stands in for systemd's notification socket. Binds a Unix
  * datagram socket at PATH and prints every message it receives on one line,
- * its assignments separated by " | ", until killed or SECONDS pass.
+ * its assignments separated by " | ", until killed or SECONDS pass. With
+ * --hold it binds the socket and never reads it: a service manager that has
+ * stopped reading.
  *
- *   notify-listen PATH SECONDS
+ *   notify-listen PATH SECONDS [--hold]
  */
 #include "config.h"
 
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +21,9 @@
 
 int main(int argc, char **argv) {
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
-  if (argc != 3 || strlen(argv[1]) >= sizeof(sa.sun_path)) {
-    fprintf(stderr, "usage: notify-listen PATH SECONDS\n");
+  bool hold = argc == 4 && strcmp(argv[3], "--hold") == 0;
+  if ((argc != 3 && !hold) || strlen(argv[1]) >= sizeof(sa.sun_path)) {
+    fprintf(stderr, "usage: notify-listen PATH SECONDS [--hold]\n");
     return 2;
   }
   strcpy(sa.sun_path, argv[1]);
@@ -30,6 +34,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   time_t end = time(NULL) + atol(argv[2]);
+  while (hold && time(NULL) < end)
+    sleep(1);
   while (time(NULL) < end) {
     struct pollfd p = { fd, POLLIN, 0 };
     if (poll(&p, 1, 200) <= 0)

@@ -58,6 +58,28 @@ sh -c 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -D --keystore "$1"' "$AGENT" "$TMP/k
 ok "$([ $? -eq 1 ] && grep -q 'not a listening Unix stream socket' "$TMP/e3" && echo 0 || echo 1)" \
 	"a passed fd that is not a listening Unix socket is refused"
 
+# ---- a service manager that stops reading ------------------------------------------------
+
+# Its datagram queue fills after 10 messages (net.unix.max_dgram_qlen); an agent
+# that blocked on it would stop answering. A dozen status changes, one a second.
+"$NOTIFY" "$TMP/deaf.sock" 60 --hold &
+AGENT_PIDS="$AGENT_PIDS $!"
+wait_for 10 test -S "$TMP/deaf.sock"
+NOTIFY_SOCKET=$TMP/deaf.sock "$AGENT" -D -a "$TMP/deaf-agent.sock" --keystore "$TMP/deaf-ks" >"$TMP/deaf.log" 2>&1 &
+DP=$!
+AGENT_PIDS="$AGENT_PIDS $DP"
+wait_for 10 "$CLI" -a "$TMP/deaf-agent.sock" status
+answered=0
+for i in 1 2 3 4 5 6 7 8 9 10 11 12 13; do
+	timeout 5 "$CLI" -a "$TMP/deaf-agent.sock" sign -u "https://deaf$i.example/" >/dev/null 2>&1 && answered=$((answered + 1))
+	sleep 1.1
+done
+ok "$([ "$answered" -eq 13 ] && echo 0 || echo 1)" \
+	"with a notification socket nobody reads, the agent keeps answering ($answered of 13 requests over 14 s)"
+kill -TERM "$DP" 2>/dev/null
+wait_for 5 sh -c "! kill -0 $DP"
+ok $? "and it still stops on SIGTERM"
+
 # ---- readiness, status, reload, stopping ------------------------------------------------
 
 # A keystore of five bindings, made by an ordinary agent.
