@@ -10,10 +10,13 @@
 
 #define ARENA_BYTES (KEYPOOL_SLOT_LEN * KEYPOOL_ARENA_SLOTS)
 
+enum { ARENA_SEALED, ARENA_READABLE, ARENA_WRITABLE };
+
 struct arena {
   unsigned char *mem;
   uint64_t used[KEYPOOL_ARENA_SLOTS / 64];
   unsigned n_used;
+  int state;               /* ARENA_SEALED (PROT_NONE), or open */
 };
 
 struct keypool {
@@ -21,6 +24,7 @@ struct keypool {
   size_t n_arenas;
   size_t n_keys;
   bool locked;
+  bool deferred;           /* read-opened arenas stay readable until keypool_seal() */
 };
 
 static int arena_add(struct keypool *pool);
@@ -105,6 +109,7 @@ void keypool_release(struct keypool *pool, struct keyslot slot) {
   sodium_mprotect_readwrite(a->mem);
   sodium_memzero(a->mem + (size_t)slot.index * KEYPOOL_SLOT_LEN, KEYPOOL_SLOT_LEN);
   sodium_mprotect_noaccess(a->mem);
+  a->state = ARENA_SEALED;
   a->used[slot.index / 64] &= ~bit;
   a->n_used--;
   pool->n_keys--;
@@ -114,14 +119,43 @@ unsigned char *keypool_open(struct keypool *pool, struct keyslot slot, bool writ
   if (slot.arena >= pool->n_arenas || slot.index >= KEYPOOL_ARENA_SLOTS)
     return NULL;
   struct arena *a = &pool->arenas[slot.arena];
-  if ((write ? sodium_mprotect_readwrite(a->mem) : sodium_mprotect_readonly(a->mem)) != 0)
-    return NULL;
+  int want = write ? ARENA_WRITABLE : ARENA_READABLE;
+  /* An arena a deferred read left readable needs no second mprotect(). */
+  if (a->state != want || write) {
+    if ((write ? sodium_mprotect_readwrite(a->mem) : sodium_mprotect_readonly(a->mem)) != 0)
+      return NULL;
+    a->state = want;
+  }
   return a->mem + (size_t)slot.index * KEYPOOL_SLOT_LEN;
 }
 
 void keypool_close(struct keypool *pool, struct keyslot slot) {
-  if (slot.arena < pool->n_arenas)
-    sodium_mprotect_noaccess(pool->arenas[slot.arena].mem);
+  if (slot.arena >= pool->n_arenas)
+    return;
+  struct arena *a = &pool->arenas[slot.arena];
+  /* Written arenas are sealed at once; read ones wait for keypool_seal()
+   * when the caller deferred sealing. */
+  if (a->state == ARENA_WRITABLE || !pool->deferred) {
+    sodium_mprotect_noaccess(a->mem);
+    a->state = ARENA_SEALED;
+  }
+}
+
+void keypool_defer_seal(struct keypool *pool, bool defer) {
+  pool->deferred = defer;
+  if (!defer)
+    keypool_seal(pool);
+}
+
+size_t keypool_seal(struct keypool *pool) {
+  size_t n = 0;
+  for (size_t i = 0; i < pool->n_arenas; i++)
+    if (pool->arenas[i].state != ARENA_SEALED) {
+      sodium_mprotect_noaccess(pool->arenas[i].mem);
+      pool->arenas[i].state = ARENA_SEALED;
+      n++;
+    }
+  return n;
 }
 
 bool keypool_locked(const struct keypool *pool) {

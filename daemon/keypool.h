@@ -34,8 +34,21 @@ void keypool_release(struct keypool *pool, struct keyslot slot);
 
 /* Makes the slot's arena readable (and writable if write) and returns the slot. */
 unsigned char *keypool_open(struct keypool *pool, struct keyslot slot, bool write);
-/* Makes the arena inaccessible again. */
+/*
+ * Makes the arena inaccessible again; after a read, only once keypool_seal()
+ * runs when sealing is deferred.
+ */
 void keypool_close(struct keypool *pool, struct keyslot slot);
+/*
+ * With defer, arenas opened for reading stay readable after keypool_close()
+ * until keypool_seal(). The server defers, and seals every time its event
+ * loop is about to wait: keys are readable only while requests are being
+ * handled, never while the agent is idle, and a burst of signatures costs two
+ * mprotect() calls per arena instead of two per signature.
+ */
+void keypool_defer_seal(struct keypool *pool, bool defer);
+/* Makes every open arena inaccessible; returns how many were open. */
+size_t keypool_seal(struct keypool *pool);
 
 /* False when mlock() failed for some arena (RLIMIT_MEMLOCK too low): keys may be swapped. */
 bool keypool_locked(const struct keypool *pool);

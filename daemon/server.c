@@ -461,6 +461,12 @@ static void on_status_tick(uv_timer_t *t) {
   }
 }
 
+/* The loop is about to wait: no key stays readable while the agent is idle. */
+static void on_before_wait(uv_prepare_t *h) {
+  struct server *srv = h->data;
+  keypool_seal(srv->agent->pool);
+}
+
 static void server_path_free(struct server *srv) {
   free(srv->path);
   srv->path = NULL;
@@ -528,6 +534,10 @@ int server_start(struct server *srv, uv_loop_t *loop, struct agent *agent, const
   srv->status_timer.data = srv;
   server_status(srv, srv->status, sizeof(srv->status));
   uv_timer_start(&srv->status_timer, on_status_tick, 1000, 1000);
+  uv_prepare_init(loop, &srv->seal);
+  srv->seal.data = srv;
+  uv_prepare_start(&srv->seal, on_before_wait);
+  keypool_defer_seal(agent->pool, true);
   uv_timer_init(loop, &srv->idle_timer);
   srv->idle_timer.data = srv;
   if (exit_idle_ms)
@@ -551,6 +561,8 @@ void server_stop(struct server *srv) {
     uv_close((uv_handle_t *)&srv->sig_hup, NULL);
     uv_close((uv_handle_t *)&srv->status_timer, NULL);
     uv_close((uv_handle_t *)&srv->idle_timer, NULL);
+    uv_close((uv_handle_t *)&srv->seal, NULL);
+    keypool_defer_seal(srv->agent->pool, false);
   }
   if (srv->owns_path && srv->path)
     (void)unlink(srv->path);

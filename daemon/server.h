@@ -34,6 +34,7 @@ struct server {
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_timer_t status_timer;     /* STATUS= to systemd when the summary changes, at most once a second */
   char status[160];
+  uv_prepare_t seal;           /* seals the key arenas before the loop waits */
   uv_timer_t idle_timer;       /* --exit-idle */
   uint64_t exit_idle_ms;       /* 0: never */
   uint64_t partial_timeout_ms;
