@@ -25,6 +25,7 @@ struct keypool {
   size_t n_keys;
   bool locked;
   bool deferred;           /* read-opened arenas stay readable until keypool_seal() */
+  bool bulk;               /* written arenas too: a load writes thousands of keys */
 };
 
 static int arena_add(struct keypool *pool);
@@ -120,8 +121,9 @@ unsigned char *keypool_open(struct keypool *pool, struct keyslot slot, bool writ
     return NULL;
   struct arena *a = &pool->arenas[slot.arena];
   int want = write ? ARENA_WRITABLE : ARENA_READABLE;
-  /* An arena a deferred read left readable needs no second mprotect(). */
-  if (a->state != want || write) {
+  /* An arena a deferred read left readable, or a bulk write writable, needs
+   * no second mprotect(); a writable one serves reads too. */
+  if (a->state != want && !(a->state == ARENA_WRITABLE && pool->bulk)) {
     if ((write ? sodium_mprotect_readwrite(a->mem) : sodium_mprotect_readonly(a->mem)) != 0)
       return NULL;
     a->state = want;
@@ -135,7 +137,7 @@ void keypool_close(struct keypool *pool, struct keyslot slot) {
   struct arena *a = &pool->arenas[slot.arena];
   /* Written arenas are sealed at once; read ones wait for keypool_seal()
    * when the caller deferred sealing. */
-  if (a->state == ARENA_WRITABLE || !pool->deferred) {
+  if ((a->state == ARENA_WRITABLE && !pool->bulk) || (a->state != ARENA_WRITABLE && !pool->deferred)) {
     sodium_mprotect_noaccess(a->mem);
     a->state = ARENA_SEALED;
   }
@@ -144,6 +146,12 @@ void keypool_close(struct keypool *pool, struct keyslot slot) {
 void keypool_defer_seal(struct keypool *pool, bool defer) {
   pool->deferred = defer;
   if (!defer)
+    keypool_seal(pool);
+}
+
+void keypool_bulk(struct keypool *pool, bool bulk) {
+  pool->bulk = bulk;
+  if (!bulk)
     keypool_seal(pool);
 }
 

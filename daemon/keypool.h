@@ -47,6 +47,12 @@ void keypool_close(struct keypool *pool, struct keyslot slot);
  * mprotect() calls per arena instead of two per signature.
  */
 void keypool_defer_seal(struct keypool *pool, bool defer);
+/*
+ * With bulk, arenas opened for writing also stay open until keypool_seal()
+ * (or keypool_bulk(false), which seals): for loading a keystore, not for
+ * serving requests.
+ */
+void keypool_bulk(struct keypool *pool, bool bulk);
 /* Makes every open arena inaccessible; returns how many were open. */
 size_t keypool_seal(struct keypool *pool);
 

@@ -36,6 +36,12 @@ struct keystore {
   char *dir;
   int dirfd;
   int lockfd;
+  /* Guarded buffers that loading reuses for every record: one per level, as
+   * a binding's record is still in use while its pending record is read. */
+  struct recbuf {
+    unsigned char *p;
+    size_t cap;
+  } rb[3];
 };
 
 bool identity_name_valid(const char *name) {
@@ -606,8 +612,35 @@ int keystore_binding_remove(struct keystore *ks, const char *identity, const cha
 /* ---- loading ---- */
 
 /* Reads a whole private file into guarded memory. */
-static int record_read(int dirfd, const char *name, const char *path, unsigned char **ret_data, size_t *ret_len,
-                       char *err, size_t errlen) {
+enum { RB_IDENTITY, RB_BINDING, RB_PENDING };
+
+/* The guarded buffer for a record of len bytes, grown when needed; its old contents are wiped. */
+static unsigned char *recbuf_get(struct recbuf *b, size_t len) {
+  if (b->cap < len) {
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < len)
+      cap *= 2;
+    unsigned char *p = sodium_malloc(cap);
+    if (!p)
+      return NULL;
+    sodium_free(b->p); /* wipes */
+    b->p = p;
+    b->cap = cap;
+  }
+  return b->p;
+}
+
+static void recbufs_free(struct keystore *ks) {
+  for (size_t i = 0; i < sizeof(ks->rb) / sizeof(ks->rb[0]); i++) {
+    sodium_free(ks->rb[i].p);
+    ks->rb[i].p = NULL;
+    ks->rb[i].cap = 0;
+  }
+}
+
+/* Reads a record into the keystore's guarded buffer rb; wipe *ret_data (ret_len bytes) after use. */
+static int record_read(struct keystore *ks, int rb, int dirfd, const char *name, const char *path,
+                       unsigned char **ret_data, size_t *ret_len, char *err, size_t errlen) {
   struct stat st;
   int r;
   int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -627,7 +660,7 @@ static int record_read(int dirfd, const char *name, const char *path, unsigned c
     return errmsg(err, errlen, MCPSIG_ESTORE, "%s has an impossible size (%lld bytes)", path, (long long)st.st_size);
   }
   size_t len = (size_t)st.st_size;
-  unsigned char *data = sodium_malloc(len);
+  unsigned char *data = recbuf_get(&ks->rb[rb], len);
   if (!data) {
     close(fd);
     return -ENOMEM;
@@ -638,7 +671,7 @@ static int record_read(int dirfd, const char *name, const char *path, unsigned c
     if (n < 0 && errno == EINTR)
       continue;
     if (n <= 0) {
-      sodium_free(data);
+      sodium_memzero(data, got);
       close(fd);
       return errmsg(err, errlen, MCPSIG_ESTORE, "cannot read %s: %s", path, n < 0 ? strerror(errno) : "short read");
     }
@@ -718,7 +751,7 @@ static int pending_load(struct keystore *ks, struct keypool *pool, int bdir, str
   if (faccessat(bdir, name, F_OK, AT_SYMLINK_NOFOLLOW) < 0)
     return errno == ENOENT ? 0 : errmsg(err, errlen, MCPSIG_ESTORE, "cannot check %s: %s", name, strerror(errno));
   snprintf(path, sizeof(path), "%s/identities/%s/bindings/%s", ks->dir, id->name, name);
-  if ((r = record_read(bdir, name, path, &data, &len, err, errlen)) < 0)
+  if ((r = record_read(ks, RB_PENDING, bdir, name, path, &data, &len, err, errlen)) < 0)
     return r;
   msgpack_zone_init(&zone, 512);
   msgpack_unpacked_init(&up);
@@ -741,7 +774,8 @@ static int pending_load(struct keystore *ks, struct keypool *pool, int bdir, str
 out:
   msgpack_unpacked_destroy(&up);
   msgpack_zone_destroy(&zone);
-  sodium_free(data);
+  if (data)
+    sodium_memzero(data, len);
   return r;
 }
 
@@ -759,7 +793,7 @@ static int binding_load(struct keystore *ks, struct keypool *pool, int bdir, str
   int r;
 
   snprintf(path, sizeof(path), "%s/identities/%s/bindings/%s", ks->dir, id->name, fname);
-  if ((r = record_read(bdir, fname, path, &data, &len, err, errlen)) < 0)
+  if ((r = record_read(ks, RB_BINDING, bdir, fname, path, &data, &len, err, errlen)) < 0)
     return r;
   msgpack_zone_init(&zone, 1024);
   msgpack_unpacked_init(&up);
@@ -808,7 +842,8 @@ out:
   binding_dispose(pool, b);
   msgpack_unpacked_destroy(&up);
   msgpack_zone_destroy(&zone);
-  sodium_free(data);
+  if (data)
+    sodium_memzero(data, len);
   return r;
 }
 
@@ -879,7 +914,7 @@ static int identity_load(struct keystore *ks, struct keypool *pool, int idsfd, c
   snprintf(path, sizeof(path), "%s/identities/%s/identity", ks->dir, name);
   msgpack_zone_init(&zone, 512);
   msgpack_unpacked_init(&up);
-  if ((r = record_read(iddir, "identity", path, &data, &len, err, errlen)) < 0)
+  if ((r = record_read(ks, RB_IDENTITY, iddir, "identity", path, &data, &len, err, errlen)) < 0)
     goto out;
   if ((r = record_decode(data, len, &identity_record_schema, &rec, &zone, &up, path, err, errlen)) < 0)
     goto out;
@@ -946,7 +981,8 @@ out:
   close(iddir);
   msgpack_unpacked_destroy(&up);
   msgpack_zone_destroy(&zone);
-  sodium_free(data);
+  if (data)
+    sodium_memzero(data, len);
   return r;
 }
 
@@ -970,9 +1006,14 @@ int keystore_load(struct keystore *ks, struct keypool *pool, const struct keysto
     return -errno;
   }
   struct dirent *de;
+  /* Every key of the load is written into its arena without sealing it in
+   * between; all are sealed once the load is done. */
+  keypool_bulk(pool, true);
   while (r == 0 && (de = readdir(d)))
     if (de->d_name[0] != '.')
       r = identity_load(ks, pool, idsfd, de->d_name, loader, err, errlen);
+  keypool_bulk(pool, false);
+  recbufs_free(ks);
   closedir(d);
   close(idsfd);
   return r;

@@ -72,6 +72,17 @@ int main(void) {
   keypool_close(pool, slot);
   keypool_defer_seal(pool, false);
   ok(strcmp(perms_at(k), "---p") == 0, "keypool_defer_seal(false) seals the open arena");
+
+  /* Bulk writes (a keystore load): writable until keypool_bulk(false). */
+  keypool_bulk(pool, true);
+  k = keypool_open(pool, slot, true);
+  keypool_close(pool, slot);
+  ok(strcmp(perms_at(k), "rw-p") == 0, "bulk: still writable after close");
+  r = keypool_open(pool, slot, false);
+  keypool_close(pool, slot);
+  ok(r && r[0] == 0x11 && strcmp(perms_at(k), "rw-p") == 0, "bulk: a read in between keeps it as it is");
+  keypool_bulk(pool, false);
+  ok(strcmp(perms_at(k), "---p") == 0, "keypool_bulk(false) seals it");
   keypool_release(pool, slot);
   keypool_free(pool);
   return done_testing();
