@@ -239,11 +239,14 @@ out:
 }
 
 static int public_reply(struct call *c, struct binding *b, bool created) {
+  int r = key_check(c->a->pool, &b->active);
+  if (r < 0)
+    return reply_error(c, r);
   struct proto_public_result res = {
     .identity = b->identity->name, .origin = b->origin, .tag = b->tag, .keyid = b->active.keyid,
     .alg = key_alg_name(b->active.alg), .created = created,
   };
-  int r = key_public_values(&b->active, &res.jwk, &res.signature_agent);
+  r = key_public_values(&b->active, &res.jwk, &res.signature_agent);
   if (r < 0)
     return reply_error(c, r);
   return reply_result(c, &proto_public_result_schema, &res);
@@ -528,6 +531,8 @@ static int m_sign_http(struct call *c) {
   k = &b->active;
   if (want_pending)
     k = &b->pending;
+  if ((r = key_check(c->a->pool, k)) < 0)
+    goto out;
   if (plan.server_keyid && strcmp(plan.server_keyid, k->keyid) != 0) {
     r = set_err(c, MCPSIG_EACCEPT, "the server asks for keyid \"%.64s\", but this binding's key is %s",
                 plan.server_keyid, k->keyid);
@@ -597,7 +602,8 @@ static int m_rotate(struct call *c, const char *step) {
   char old_keyid[KEY_KEYID_LEN + 1], new_keyid[KEY_KEYID_LEN + 1];
   int r;
 
-  if ((r = decode(c, &proto_rotate_params_schema, &p)) < 0 || (r = rotate_target(c, p.identity, p.origin, &b)) < 0)
+  if ((r = decode(c, &proto_rotate_params_schema, &p)) < 0 || (r = rotate_target(c, p.identity, p.origin, &b)) < 0 ||
+      (r = key_check(c->a->pool, &b->active)) < 0)
     return reply_error(c, r);
   memcpy(old_keyid, b->active.keyid, sizeof(old_keyid));
   snprintf(new_keyid, sizeof(new_keyid), "%s", b->has_pending ? b->pending.keyid : "");
@@ -665,7 +671,7 @@ static int m_sign_rotate(struct call *c) {
       (r = httpsig_request_init(&req, "POST", p.uri, p.headers, p.n_headers, c->err, sizeof(c->err))) < 0 ||
       (r = rotate_target(c, p.identity, p.origin ? p.origin : p.uri, &b)) < 0)
     return reply_error(c, r);
-  if ((r = agent_rotation_pending(b, c->err, sizeof(c->err))) < 0)
+  if ((r = agent_rotation_pending(b, c->err, sizeof(c->err))) < 0 || (r = key_check(c->a->pool, &b->active)) < 0)
     return reply_error(c, r);
   for (size_t i = 0; i < p.n_headers; i++)
     if (strcasecmp(p.headers[i].name, "content-digest") == 0 || strcasecmp(p.headers[i].name, "signature") == 0 ||
@@ -787,6 +793,8 @@ static int m_dpop_proof(struct call *c) {
       return reply_error(c, r);
     log_binding_created(c->peer, b);
   }
+  if ((r = key_check(c->a->pool, &b->active)) < 0)
+    return reply_error(c, r);
   agent_random(c->a, raw, sizeof(raw));
   sodium_bin2base64(jti, sizeof(jti), raw, sizeof(raw), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   struct dpop_claims cl = {

@@ -81,7 +81,7 @@ static char *dump(json_t *o) {
   return text;
 }
 
-int dpop_proof(struct keypool *pool, const struct key *k, const struct dpop_claims *cl, char **ret_jws) {
+int dpop_proof(struct keypool *pool, struct key *k, const struct dpop_claims *cl, char **ret_jws) {
   char *header = NULL, *payload = NULL, *jws = NULL;
   unsigned char sig[KEY_SIG_MAX];
   size_t siglen = 0;

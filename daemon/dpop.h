@@ -41,6 +41,6 @@ int dpop_check_token(const char *token, char *err, size_t errlen);
  * serialized by jansson, compact, members in this order. *ret_jws is the
  * compact serialization; free it with free().
  */
-int dpop_proof(struct keypool *pool, const struct key *k, const struct dpop_claims *cl, char **ret_jws);
+int dpop_proof(struct keypool *pool, struct key *k, const struct dpop_claims *cl, char **ret_jws);
 
 #endif

@@ -203,6 +203,81 @@ int key_from_seed(struct keypool *pool, key_alg alg, const unsigned char *seed, 
   return key_make(pool, alg, seed, ret_key);
 }
 
+int key_from_seed_stored(struct keypool *pool, key_alg alg, const unsigned char *seed, size_t seed_len,
+                         const unsigned char *pub, size_t pub_len, const char *keyid, struct key *ret_key) {
+  struct key k = { .alg = alg, .unverified = true };
+  size_t n = key_seed_len(alg);
+  int r;
+
+  if (!key_alg_available(alg))
+    return MCPSIG_EALG;
+  if (seed_len != n || pub_len != (alg == KEY_ED25519 ? crypto_sign_PUBLICKEYBYTES : 2 * n) || !keyid ||
+      strlen(keyid) != KEY_KEYID_LEN)
+    return MCPSIG_EKEY;
+  if ((r = keypool_alloc(pool, &k.slot)) < 0)
+    return r;
+  unsigned char *sk = keypool_open(pool, k.slot, true);
+  if (!sk) {
+    keypool_release(pool, k.slot);
+    return -EFAULT;
+  }
+  /* Ed25519 keeps libsodium's layout, seed || public key; EC the scalar. */
+  memcpy(sk, seed, n);
+  if (alg == KEY_ED25519)
+    memcpy(sk + n, pub, pub_len);
+  keypool_close(pool, k.slot);
+  memcpy(k.pub, pub, pub_len);
+  k.pub_len = pub_len;
+  memcpy(k.keyid, keyid, KEY_KEYID_LEN + 1);
+  *ret_key = k;
+  return 0;
+}
+
+/* Derives the public key from the private one, and replaces a stored pub or keyid that differs. */
+static int key_verify_stored(struct keypool *pool, struct key *k) {
+  unsigned char pub[KEY_PUB_MAX];
+  char keyid[KEY_KEYID_LEN + 1];
+  int r = MCPSIG_EINTERNAL;
+  const unsigned char *sk = keypool_open(pool, k->slot, false);
+  if (!sk)
+    return -EFAULT;
+  if (k->alg == KEY_ED25519) {
+    /* libsodium's secret key is seed || public key, and signing hashes that
+     * public half: a damaged one is rewritten from the seed. */
+    unsigned char tmp[crypto_sign_SECRETKEYBYTES];
+    crypto_sign_seed_keypair(pub, tmp, sk);
+    r = 0;
+    if (sodium_memcmp(tmp, sk, sizeof(tmp)) != 0) {
+      keypool_close(pool, k->slot);
+      unsigned char *w = keypool_open(pool, k->slot, true);
+      if (w)
+        memcpy(w, tmp, sizeof(tmp));
+      r = w ? 0 : -EFAULT;
+    }
+    sodium_memzero(tmp, sizeof(tmp));
+  }
+#ifdef HAVE_OPENSSL
+  else {
+    r = ec_public_from_scalar(k->alg, sk, pub);
+  }
+#endif
+  keypool_close(pool, k->slot);
+  if (r < 0)
+    return r;
+  if (sodium_memcmp(pub, k->pub, k->pub_len) != 0) {
+    /* The stored public half is only a cache: the private key is the truth. */
+    memcpy(k->pub, pub, k->pub_len);
+    free(k->jwk);
+    free(k->signature_agent);
+    k->jwk = k->signature_agent = NULL;
+  }
+  if ((r = jwk_thumbprint_key(k, keyid)) < 0)
+    return r;
+  memcpy(k->keyid, keyid, sizeof(keyid));
+  k->unverified = false;
+  return 0;
+}
+
 int key_seed_export(struct keypool *pool, const struct key *k, unsigned char *out, size_t size,
                     size_t *ret_len) {
   size_t n = key_seed_len(k->alg);
@@ -222,11 +297,18 @@ int key_seed_export(struct keypool *pool, const struct key *k, unsigned char *ou
   return 0;
 }
 
-int key_sign(struct keypool *pool, const struct key *k, const void *msg, size_t len,
+int key_check(struct keypool *pool, struct key *k) {
+  return k->unverified ? key_verify_stored(pool, k) : 0;
+}
+
+int key_sign(struct keypool *pool, struct key *k, const void *msg, size_t len,
              unsigned char sig[KEY_SIG_MAX], size_t *ret_sig_len) {
   int r = MCPSIG_EINTERNAL;
   if (!key_alg_available(k->alg))
     return MCPSIG_EALG;
+  if ((r = key_check(pool, k)) < 0)
+    return r;
+  r = MCPSIG_EINTERNAL;
   const unsigned char *sk = keypool_open(pool, k->slot, false);
   if (!sk)
     return -EFAULT;

@@ -25,6 +25,8 @@ struct key {
   unsigned char pub[KEY_PUB_MAX];
   size_t pub_len;
   char keyid[KEY_KEYID_LEN + 1];   /* RFC 7638 thumbprint of the public JWK */
+  bool unverified;                 /* pub and keyid came from the keystore and are checked
+                                      against the private key before its first use */
   char *jwk;                       /* cached public JWK JSON, or NULL until first use */
   char *signature_agent;           /* cached Signature-Agent value, or NULL */
 };
@@ -69,6 +71,17 @@ int key_generate(struct keypool *pool, key_alg alg, struct key *ret_key);
 /* Builds a key from its private seed; the caller wipes seed. */
 int key_from_seed(struct keypool *pool, key_alg alg, const unsigned char *seed, size_t seed_len,
                   struct key *ret_key);
+/*
+ * Builds a key from its private seed and the public key and keyid stored
+ * beside it, without deriving anything: start-up with thousands of keys
+ * costs no scalar multiplication. The first key_sign() derives the public
+ * key and replaces a stored pub or keyid that differs (a damaged cache), so
+ * a signature never goes out under a wrong keyid.
+ */
+int key_from_seed_stored(struct keypool *pool, key_alg alg, const unsigned char *seed, size_t seed_len,
+                         const unsigned char *pub, size_t pub_len, const char *keyid, struct key *ret_key);
+/* Checks a stored public half now (see key_from_seed_stored); call before using pub or keyid. */
+int key_check(struct keypool *pool, struct key *k);
 /* Copies the private seed out (for the keystore file); the caller wipes out. */
 int key_seed_export(struct keypool *pool, const struct key *k, unsigned char *out, size_t size,
                     size_t *ret_len);
@@ -77,7 +90,7 @@ int key_seed_export(struct keypool *pool, const struct key *k, unsigned char *ou
  * §3.3.6); ECDSA P-256/SHA-256 or P-384/SHA-384 as fixed-width r||s
  * (RFC 9421 §3.3.4-5, RFC 7518 §3.4). *ret_sig_len is 64, 64 or 96.
  */
-int key_sign(struct keypool *pool, const struct key *k, const void *msg, size_t len,
+int key_sign(struct keypool *pool, struct key *k, const void *msg, size_t len,
              unsigned char sig[KEY_SIG_MAX], size_t *ret_sig_len);
 void key_destroy(struct keypool *pool, struct key *k);
 

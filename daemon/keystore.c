@@ -323,6 +323,10 @@ struct binding_record {
   bool has_key;
   const char **retired;
   size_t n_retired;
+  const unsigned char *pub;     /* the active key's public key and keyid: loading needs no */
+  size_t pub_len;               /* derivation (checked before the key's first signature); */
+  bool has_pub;                 /* records without them are derived at load */
+  const char *keyid;
 };
 
 #define BR struct binding_record
@@ -335,6 +339,8 @@ static const struct proto_field binding_record_fields[] = {
   { "alg", PT_STR, offsetof(BR, alg), NO, NO, PF_REQUIRED, 0, NULL },
   { "key", PT_BIN, offsetof(BR, key), offsetof(BR, key_len), offsetof(BR, has_key), PF_REQUIRED | PF_SECRET, 64, NULL },
   { "retired", PT_STRV, offsetof(BR, retired), offsetof(BR, n_retired), NO, PF_REQUIRED, 100000, NULL },
+  { "pub", PT_BIN, offsetof(BR, pub), offsetof(BR, pub_len), offsetof(BR, has_pub), 0, KEY_PUB_MAX, NULL },
+  { "keyid", PT_STR, offsetof(BR, keyid), NO, NO, 0, KEY_KEYID_LEN, NULL },
 };
 #undef BR
 static const struct proto_schema binding_record_schema = {
@@ -520,6 +526,10 @@ int keystore_binding_write(struct keystore *ks, struct keypool *pool, const stru
   rec.has_key = true;
   rec.retired = (const char **)b->retired;
   rec.n_retired = b->n_retired;
+  rec.pub = b->active.pub;
+  rec.pub_len = b->active.pub_len;
+  rec.has_pub = true;
+  rec.keyid = b->active.keyid;
   r = key_seed_export(pool, &b->active, seeds, KEY_SEED_MAX, &rec.key_len);
   if (r == 0)
     r = identity_dirs(ks, b->identity->name, true, NULL, &bdir);
@@ -819,7 +829,11 @@ static int binding_load(struct keystore *ks, struct keypool *pool, int bdir, str
     r = -ENOMEM;
     goto out;
   }
-  if ((r = key_load(pool, alg, rec.key, rec.key_len, &b->active, path, err, errlen)) < 0)
+  /* With the public half stored there is nothing to derive now (key_sign()
+   * checks it first); records without it, or with a malformed one, derive. */
+  if (!(rec.has_pub && rec.keyid && key_alg_available(alg) &&
+        key_from_seed_stored(pool, alg, rec.key, rec.key_len, rec.pub, rec.pub_len, rec.keyid, &b->active) == 0) &&
+      (r = key_load(pool, alg, rec.key, rec.key_len, &b->active, path, err, errlen)) < 0)
     goto out;
   if ((r = pending_load(ks, pool, bdir, id, b, err, errlen)) < 0)
     goto out;

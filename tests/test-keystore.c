@@ -65,9 +65,39 @@ int main(void) {
 
   agent_done(&a);
   ok(reopen(&a, err, sizeof(err)) == 0, "the keystore reloads after the agent stops");
+  struct binding *lb = agent_binding_find(&a, agent_identity_find(&a, "default"), "https://persist.example");
+  ok(lb && lb->active.unverified && strcmp(lb->active.keyid, keyid) == 0,
+     "loading took the public key and keyid stored in the record, deriving nothing yet");
   ok(dcall(&a, "identity.public", &proto_identity_params_schema, &p, &proto_public_result_schema, &pub, &rep) == 0 &&
        !pub.created && strcmp(pub.keyid, keyid) == 0 && strcmp(pub.tag, tag) == 0,
      "the tag and key survive a restart");
+  reply_free(&rep);
+  ok(lb && !lb->active.unverified, "the first use checked the stored public half against the private key");
+  /* A damaged public half (in the record, so in the key slot too) is replaced
+   * by the derived one before any use, and signatures verify. */
+  unsigned char good_pub[32], sig[KEY_SIG_MAX];
+  size_t siglen = 0;
+  if (lb) {
+    memcpy(good_pub, lb->active.pub, 32);
+    lb->active.unverified = true;
+    lb->active.pub[3] ^= 0x40;
+    lb->active.keyid[0] = lb->active.keyid[0] == 'A' ? 'B' : 'A';
+    unsigned char *slot = keypool_open(a.pool, lb->active.slot, true);
+    if (slot)
+      slot[32 + 3] ^= 0x40;
+    keypool_close(a.pool, lb->active.slot);
+    ok(key_sign(a.pool, &lb->active, "msg", 3, sig, &siglen) == 0 && siglen == 64 &&
+         crypto_sign_verify_detached(sig, (const unsigned char *)"msg", 3, good_pub) == 0 &&
+         memcmp(lb->active.pub, good_pub, 32) == 0,
+       "a damaged stored public half: the first signature uses the derived key, and verifies");
+    lb->active.unverified = true;
+    lb->active.keyid[0] = lb->active.keyid[0] == 'A' ? 'B' : 'A';
+  }
+  struct proto_sign_params sp = { .method = "GET", .uri = "https://persist.example/mcp" };
+  struct proto_sign_result sr;
+  ok(dcall(&a, "sign.http", &proto_sign_params_schema, &sp, &proto_sign_result_schema, &sr, &rep) == 0 &&
+       strcmp(sr.keyid, keyid) == 0 && strstr(sr.headers.signature_input, keyid),
+     "a damaged stored public key and keyid are replaced by the derived ones before signing");
   reply_free(&rep);
 
   /* A temporary left by an interrupted write is wiped at load; the real file stays. */
