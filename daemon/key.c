@@ -162,6 +162,18 @@ static int key_fill(struct key *k, unsigned char *sk, const unsigned char *seed)
   }
 }
 
+/* A new slot, open for writing (close it with keypool_close()). */
+static int slot_new(struct keypool *pool, struct keyslot *ret_slot, unsigned char **ret_sk) {
+  int r = keypool_alloc(pool, ret_slot);
+  if (r < 0)
+    return r;
+  if (!(*ret_sk = keypool_open(pool, *ret_slot, true))) {
+    keypool_release(pool, *ret_slot);
+    return -EFAULT;
+  }
+  return 0;
+}
+
 /* Fills a new slot from seed, or from the CSPRNG when seed is NULL. */
 static int key_make(struct keypool *pool, key_alg alg, const unsigned char *seed, struct key *ret_key) {
   struct key k = { .alg = alg };
@@ -169,13 +181,9 @@ static int key_make(struct keypool *pool, key_alg alg, const unsigned char *seed
 
   if (!key_alg_available(alg))
     return MCPSIG_EALG;
-  if ((r = keypool_alloc(pool, &k.slot)) < 0)
+  unsigned char *sk = NULL;
+  if ((r = slot_new(pool, &k.slot, &sk)) < 0)
     return r;
-  unsigned char *sk = keypool_open(pool, k.slot, true);
-  if (!sk) {
-    keypool_release(pool, k.slot);
-    return -EFAULT;
-  }
   /* The secret key is written straight into the guarded slot: no copy of it
    * ever exists on the stack. */
   r = key_fill(&k, sk, seed);
@@ -214,13 +222,9 @@ int key_from_seed_stored(struct keypool *pool, key_alg alg, const unsigned char 
   if (seed_len != n || pub_len != (alg == KEY_ED25519 ? crypto_sign_PUBLICKEYBYTES : 2 * n) || !keyid ||
       strlen(keyid) != KEY_KEYID_LEN)
     return MCPSIG_EKEY;
-  if ((r = keypool_alloc(pool, &k.slot)) < 0)
+  unsigned char *sk = NULL;
+  if ((r = slot_new(pool, &k.slot, &sk)) < 0)
     return r;
-  unsigned char *sk = keypool_open(pool, k.slot, true);
-  if (!sk) {
-    keypool_release(pool, k.slot);
-    return -EFAULT;
-  }
   /* Ed25519 keeps libsodium's layout, seed || public key; EC the scalar. */
   memcpy(sk, seed, n);
   if (alg == KEY_ED25519)
