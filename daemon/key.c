@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
@@ -98,11 +99,18 @@ int key_alg_lookup(alg_names names, const char *name, key_alg *ret_alg) {
 }
 
 const char *key_alg_supported_list(alg_names names) {
-#ifdef HAVE_OPENSSL
-  return names == ALG_NAMES_JOSE ? "EdDSA, Ed25519, ES256, ES384" : "ed25519, ecdsa-p256-sha256, ecdsa-p384-sha384";
-#else
-  return names == ALG_NAMES_JOSE ? "EdDSA, Ed25519" : "ed25519";
-#endif
+  /* Built once from the tables, so the message cannot drift from them. */
+  static char lists[2][128];
+  char *out = lists[names == ALG_NAMES_JOSE];
+  if (!out[0]) {
+    const struct alg_entry *t = names == ALG_NAMES_JOSE ? jose_algs : httpsig_algs;
+    size_t n = names == ALG_NAMES_JOSE ? sizeof(jose_algs) / sizeof(jose_algs[0])
+                                       : sizeof(httpsig_algs) / sizeof(httpsig_algs[0]);
+    for (size_t i = 0; i < n; i++)
+      if (t[i].alg && key_alg_available(t[i].alg))
+        snprintf(out + strlen(out), sizeof(lists[0]) - strlen(out), "%s%s", out[0] ? ", " : "", t[i].name);
+  }
+  return out;
 }
 
 const char *key_jose_alg(key_alg alg, const char *const *accept, size_t n_accept) {

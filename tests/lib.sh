@@ -78,6 +78,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 1' HUP INT TERM
 
+# agent_has_sanitizer: whether $AGENT was built with a sanitizer runtime
+# (--enable-sanitizers), under which valgrind cannot run and mlock() is a no-op.
+agent_has_sanitizer() {
+	grep -qa -e __asan_init -e __tsan_init -e __msan_init "$AGENT"
+}
+
 # programs_for_other_uid [NAME...]: copies the agent, a CLI that needs no shared
 # library from the build tree (tests/mcpsig-standalone), and the named
 # tests/NAME programs into $TMP/bin, for tests that run them as another uid:

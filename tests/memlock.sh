@@ -30,7 +30,7 @@ run_agent_as_nobody() {
 	wait_for 10 setpriv --reuid=$NOBODY --regid=$NOBODY --clear-groups "$CLI" -a "$D/$name.sock" status
 }
 
-if grep -qa -e __asan_init -e __tsan_init -e __msan_init "$AGENT"; then
+if agent_has_sanitizer; then
 	# The sanitizers' mlock() is a no-op that reports success: this build
 	# cannot show a failure to lock, so the checks are skipped, not passed.
 	skip "the agent is built with a sanitizer, whose mlock() always succeeds"

@@ -436,7 +436,7 @@ fi
 
 # ---- 5. valgrind memcheck --------------------------------------------------------------
 
-if grep -qa -e __asan_init -e __tsan_init -e __msan_init "$AGENT"; then
+if agent_has_sanitizer; then
 	# valgrind cannot run a program built with a sanitizer runtime; the
 	# sanitizer build checks memory its own way.
 	skip "the agent is built with a sanitizer: no valgrind"
