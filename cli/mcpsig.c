@@ -89,6 +89,10 @@ int agent_open(mcpsig_client **ret) {
 int call_failed(mcpsig_client *c, int r) {
   const char *msg = mcpsig_last_error(c);
   fprintf(stderr, "mcpsig: %s\n", msg && *msg ? msg : mcpsig_strerror(r));
+  /* An agent started by its socket unit that fails at start-up closes the
+   * connection unanswered; the reason is in the journal. */
+  if (r == MCPSIG_ECLOSED || r == MCPSIG_ECONNECT)
+    fprintf(stderr, "mcpsig: if the agent runs as a systemd user service, see: journalctl --user -u mcpsig-agent\n");
   return unreachable(r) ? EXIT_UNREACHABLE : 1;
 }
 
@@ -257,6 +261,22 @@ static int opts_parse(int argc, char **argv, const char *allowed, struct opts *o
 
 /* ---- status ---- */
 
+/* Why the agent's mlock() failed, with the fix; NULL when it did not. */
+static const char *lock_failure(const mcpsig_status_info *st) {
+  if (st->memory_locked)
+    return NULL;
+  switch (st->memory_lock_errno) {
+  case EPERM:
+    return "not permitted (seccomp or container): allow mlock() for the agent";
+  case ENOMEM:
+  case EAGAIN:
+  case 0:
+    return "RLIMIT_MEMLOCK is too low: raise it with ulimit -l, or LimitMEMLOCK= in the unit";
+  default:
+    return strerror(st->memory_lock_errno);
+  }
+}
+
 static int cmd_status(int argc, char **argv) {
   PARSE("status", "j", 0);
   mcpsig_client *cl;
@@ -281,13 +301,15 @@ static int cmd_status(int argc, char **argv) {
     json_t *algs = json_array();
     for (size_t i = 0; i < hi->n_algorithms; i++)
       json_array_append_new(algs, json_string(hi->algorithms[i]));
-    r = json_print(json_pack("{s:s, s:I, s:s, s:i, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I}", "socket", path,
+    r = json_print(json_pack("{s:s, s:I, s:s, s:i, s:o, s:I, s:I, s:I, s:I, s:I, s:b, s:s?, s:I, s:I, s:b}",
+                             "socket", path,
                              "pid", (json_int_t)hi->pid, "version", hi->agent_version, "protocol", (int)hi->protocol,
                              "algorithms", algs, "identities", (json_int_t)l->n_identities, "bindings",
                              (json_int_t)l->n_bindings, "uptime", (json_int_t)st.uptime, "connections",
                              (json_int_t)st.connections, "signatures", (json_int_t)st.signatures, "memory_locked",
-                             st.memory_locked, "output_queued_max", (json_int_t)st.output_queued_max,
-                             "output_queued_limit", (json_int_t)st.output_queued_limit));
+                             st.memory_locked, "memory_lock_error", lock_failure(&st), "output_queued_max",
+                             (json_int_t)st.output_queued_max, "output_queued_limit",
+                             (json_int_t)st.output_queued_limit, "peer_exe_readable", st.peer_exe_readable));
   } else {
     printf("agent:      running, pid %lld, version %s, protocol %u, up %llds\n", (long long)hi->pid,
            hi->agent_version, hi->protocol, (long long)st.uptime);
@@ -299,10 +321,14 @@ static int cmd_status(int argc, char **argv) {
     printf("activity:   %lld connection(s), %lld signature(s) since start\n", (long long)st.connections,
            (long long)st.signatures);
     printf("key memory: %s\n", st.memory_locked ? "locked (never swapped)" : "NOT LOCKED: keys may be written to swap");
+    printf("callers:    %s\n", st.peer_exe_readable
+                                   ? "logged by pid, executable, name and command line"
+                                   : "logged by pid, name and command line; the executable path is unreadable "
+                                     "from the agent's sandbox");
   }
   if (!st.memory_locked)
-    fprintf(stderr, "mcpsig: warning: the agent could not lock its key memory (RLIMIT_MEMLOCK is too low), so keys "
-                    "may be written to swap; raise the limit (ulimit -l, or LimitMEMLOCK= in the unit)\n");
+    fprintf(stderr, "mcpsig: warning: the agent could not lock its key memory (%s), so keys may be written to swap\n",
+            lock_failure(&st));
   if (hi->protocol != MCPSIG_PROTOCOL_VERSION)
     fprintf(stderr, "mcpsig: warning: the agent speaks protocol %u, this client %u\n", hi->protocol,
             MCPSIG_PROTOCOL_VERSION);

@@ -652,7 +652,7 @@ int mcpsig_agent_status(mcpsig_client *c, mcpsig_status_info *ret) {
     return r;
   *ret = (mcpsig_status_info){ res.pid, res.uptime, res.connections, res.connections_limit, res.identities,
                                 res.bindings, res.signatures, res.memory_locked, res.output_queued_max,
-                                res.output_queued_limit };
+                                res.output_queued_limit, (int)res.memory_lock_errno, res.peer_exe_readable };
   msgpack_zone_free(zone);
   return 0;
 }

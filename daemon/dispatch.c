@@ -130,6 +130,8 @@ static int m_agent_status(struct call *c) {
     .bindings = (int64_t)c->a->n_bindings, .signatures = (int64_t)c->a->n_signatures,
     .memory_locked = keypool_locked(c->a->pool), .output_queued_max = (int64_t)queued,
     .output_queued_limit = MCPSIG_MAX_OUTPUT_QUEUED,
+    .memory_lock_errno = keypool_locked(c->a->pool) ? 0 : keypool_lock_errno(c->a->pool),
+    .peer_exe_readable = c->peer && c->peer->exe,
   };
   return reply_result(c, &proto_status_result_schema, &res);
 }

@@ -14,7 +14,10 @@
 struct dispatch_peer {
   pid_t pid;
   uid_t uid;
-  const char *exe;      /* the peer's executable, for logs; may be NULL */
+  const char *exe;      /* the peer's executable, for logs; may be NULL (see peer.h) */
+  const char *comm;     /* its process name, self-chosen (weaker); may be NULL */
+  const char *cmdline;  /* its arguments, self-chosen (weaker); may be NULL */
+  bool pidfd;           /* the names were read under a pidfd: not a reused pid */
   unsigned long id;     /* connection number */
   bool subscribed;      /* called subscribe: gets rotation notifications */
 };

@@ -24,6 +24,7 @@ struct keypool {
   size_t n_arenas;
   size_t n_keys;
   bool locked;
+  int lock_errno;           /* why mlock() failed, when it did */
   bool deferred;           /* read-opened arenas stay readable until keypool_seal() */
   bool bulk;               /* written arenas too: a load writes thousands of keys */
 };
@@ -68,8 +69,10 @@ static int arena_add(struct keypool *pool) {
     return -ENOMEM;
   /* sodium_malloc() ignores an mlock() failure; ask again so we can report
    * it instead of letting keys reach swap silently. */
-  if (sodium_mlock(a->mem, ARENA_BYTES) != 0)
+  if (sodium_mlock(a->mem, ARENA_BYTES) != 0) {
+    pool->lock_errno = errno;
     pool->locked = false;
+  }
   sodium_memzero(a->mem, ARENA_BYTES);
   sodium_mprotect_noaccess(a->mem);
   pool->n_arenas++;
@@ -168,6 +171,24 @@ size_t keypool_seal(struct keypool *pool) {
 
 bool keypool_locked(const struct keypool *pool) {
   return pool->locked;
+}
+
+int keypool_lock_errno(const struct keypool *pool) {
+  return pool->locked ? 0 : pool->lock_errno;
+}
+
+const char *keypool_lock_failure(const struct keypool *pool) {
+  if (pool->locked)
+    return NULL;
+  switch (pool->lock_errno) {
+  case ENOMEM:
+  case EAGAIN:
+    return "RLIMIT_MEMLOCK too low: raise it (ulimit -l, or LimitMEMLOCK= in the unit)";
+  case EPERM:
+    return "not permitted (seccomp or container): allow mlock() for the agent";
+  default:
+    return "mlock() failed";
+  }
 }
 
 size_t keypool_count(const struct keypool *pool) {

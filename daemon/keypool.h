@@ -58,6 +58,9 @@ size_t keypool_seal(struct keypool *pool);
 
 /* False when mlock() failed for some arena (RLIMIT_MEMLOCK too low): keys may be swapped. */
 bool keypool_locked(const struct keypool *pool);
+/* Why key memory is not locked, with the fix, for messages; NULL when it is. */
+const char *keypool_lock_failure(const struct keypool *pool);
+int keypool_lock_errno(const struct keypool *pool);
 size_t keypool_count(const struct keypool *pool);
 
 #endif

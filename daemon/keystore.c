@@ -103,7 +103,10 @@ int keystore_open(struct keystore **ret_ks, const char *dir, char *err, size_t e
   int r;
 
   if ((r = mkdir_p(dir)) < 0)
-    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot create keystore %s: %s", dir, strerror(-r));
+    return errmsg(err, errlen, MCPSIG_ESTORE, "cannot create keystore %s: %s%s", dir, strerror(-r),
+                  r == -EROFS ? " (under the systemd unit only the keystore and the socket directory are writable: "
+                                "create it with mkdir -m 0700, and name it in ReadWritePaths= if it is not the default)"
+                              : "");
   ks = calloc(1, sizeof(*ks));
   if (!ks)
     return -ENOMEM;

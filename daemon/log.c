@@ -13,6 +13,7 @@
 
 #include "dispatch.h"
 #include "log.h"
+#include "peer.h"
 
 static void sink_stderr(const struct log_record *rec, void *userdata);
 static void sink_journal(const struct log_record *rec, void *userdata);
@@ -78,9 +79,11 @@ static void emit(const struct log_record *rec) {
 static void sink_stderr(const struct log_record *rec, void *userdata) {
   const char *p = rec->priority <= LOG_ERR ? "error: " : rec->priority == LOG_WARNING ? "warning: " : "";
   (void)userdata;
-  if (rec->peer_pid > 0)
-    fprintf(stderr, "mcpsig-agent: %s%s (peer pid %ld %s)\n", p, rec->message, rec->peer_pid,
-            rec->peer_exe ? rec->peer_exe : "?");
+  if (rec->peer_pid > 0 && rec->peer_exe)
+    fprintf(stderr, "mcpsig-agent: %s%s (peer pid %ld %s)\n", p, rec->message, rec->peer_pid, rec->peer_exe);
+  else if (rec->peer_pid > 0)
+    fprintf(stderr, "mcpsig-agent: %s%s (peer pid %ld comm %s, executable unreadable)\n", p, rec->message,
+            rec->peer_pid, rec->peer_comm ? rec->peer_comm : "?");
   else
     fprintf(stderr, "mcpsig-agent: %s%s\n", p, rec->message);
 }
@@ -116,6 +119,9 @@ size_t log_journal_fields(const struct log_record *rec, char **out, size_t max) 
   field(out, max, &n, "MCPSIG_PEER_PID", rec->peer_pid > 0 ? pid : NULL);
   field(out, max, &n, "MCPSIG_PEER_UID", rec->peer_uid >= 0 ? uid : NULL);
   field(out, max, &n, "MCPSIG_PEER_EXE", rec->peer_exe);
+  field(out, max, &n, "MCPSIG_PEER_COMM", rec->peer_comm);
+  field(out, max, &n, "MCPSIG_PEER_CMDLINE", rec->peer_cmdline);
+  field(out, max, &n, "MCPSIG_PEER_PIDFD", rec->peer_pid > 0 && rec->peer_pidfd ? "1" : NULL);
   return n;
 }
 
@@ -125,9 +131,9 @@ void log_fields_free(char **fields, size_t n) {
 }
 
 static void sink_journal(const struct log_record *rec, void *userdata) {
-  char *fields[16];
-  struct iovec iov[16];
-  size_t n = log_journal_fields(rec, fields, 16);
+  char *fields[LOG_FIELDS_MAX];
+  struct iovec iov[LOG_FIELDS_MAX];
+  size_t n = log_journal_fields(rec, fields, LOG_FIELDS_MAX);
   (void)userdata;
   for (size_t i = 0; i < n; i++)
     iov[i] = (struct iovec){ fields[i], strlen(fields[i]) };
@@ -143,6 +149,9 @@ static void peer_fill(struct log_record *rec, const struct dispatch_peer *peer) 
   if (peer) {
     rec->peer_pid = (long)peer->pid;
     rec->peer_exe = peer->exe;
+    rec->peer_comm = peer->comm;
+    rec->peer_cmdline = peer->cmdline;
+    rec->peer_pidfd = peer->pidfd;
   }
 }
 
@@ -218,13 +227,14 @@ void log_rotation(const struct dispatch_peer *peer, const char *event, const str
   emit(&rec);
 }
 
-void log_peer_refused(long pid, long uid, const char *why) {
-  char line[512], link[64], exe[256];
-  snprintf(link, sizeof(link), "/proc/%ld/exe", pid);
-  ssize_t n = readlink(link, exe, sizeof(exe) - 1);
-  exe[n > 0 ? n : 0] = '\0';
+void log_peer_refused(int fd, long pid, long uid, const char *why) {
+  char line[512];
+  struct peer_info who;
+  peer_identify(fd, (pid_t)pid, &who);
   snprintf(line, sizeof(line), "refused a connection from uid %ld pid %ld: %s", uid, pid, why);
   struct log_record rec = { .priority = LOG_WARNING, .message_id = LOG_ID_PEER_REFUSED, .message = line,
-                            .peer_pid = pid, .peer_uid = uid, .peer_exe = n > 0 ? exe : NULL };
+                            .peer_pid = pid, .peer_uid = uid, .peer_exe = who.exe[0] ? who.exe : NULL,
+                            .peer_comm = who.comm[0] ? who.comm : NULL,
+                            .peer_cmdline = who.cmdline[0] ? who.cmdline : NULL, .peer_pidfd = who.pidfd };
   emit(&rec);
 }

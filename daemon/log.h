@@ -1,14 +1,15 @@
 /*
  * log.h: the agent's one logging module. Every event is a record with a
  * message and structured fields (identity, origin, tag, keyid, and the
- * peer's pid and executable: which process asked is the first thing users
- * want to know). Records go to the journal, with a MESSAGE_ID per kind of
+ * peer's pid, executable, name and command line: which process asked is the
+ * first thing users want to know). Records go to the journal, with a MESSAGE_ID per kind of
  * event, when the agent's stderr is the journal (JOURNAL_STREAM), and to
  * stderr as one line otherwise. Never secrets, bodies or full headers.
  */
 #ifndef MCPSIG_LOG_H
 #define MCPSIG_LOG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <syslog.h>
 
@@ -31,7 +32,10 @@ struct log_record {
   const char *identity, *origin, *tag, *keyid, *new_keyid, *label;
   long peer_pid;                /* 0: no peer */
   long peer_uid;                /* -1: not recorded */
-  const char *peer_exe;
+  const char *peer_exe;         /* kernel-attested, where readable (see peer.h) */
+  const char *peer_comm;        /* self-chosen by the peer: the weaker claim */
+  const char *peer_cmdline;     /* self-chosen by the peer: the weaker claim */
+  bool peer_pidfd;              /* names read under a pidfd (no pid reuse) */
 };
 
 typedef void (*log_sink)(const struct log_record *rec, void *userdata);
@@ -52,6 +56,7 @@ int log_level_parse(const char *name, int *ret_priority);
  * The journal fields of a record, "NAME=value", in out (at most max, each
  * malloc'd; free them with log_fields_free). Returns how many.
  */
+#define LOG_FIELDS_MAX 20
 size_t log_journal_fields(const struct log_record *rec, char **out, size_t max);
 void log_fields_free(char **fields, size_t n);
 
@@ -64,6 +69,6 @@ void log_signature(const struct dispatch_peer *peer, const struct binding *b, co
 void log_rotation(const struct dispatch_peer *peer, const char *event, const struct binding *b, const char *old_keyid,
                   const char *new_keyid);
 /* A connection refused before any byte was read: another user, or too many connections. */
-void log_peer_refused(long pid, long uid, const char *why);
+void log_peer_refused(int fd, long pid, long uid, const char *why);
 
 #endif

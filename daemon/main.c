@@ -32,8 +32,12 @@
 #include "service.h"
 #include "testhooks.h"
 
+/* Exit status of a start-up failure that a restart cannot fix (sysexits' EX_CONFIG). */
+#define EXIT_CONFIG 78
+
 static bool arg_foreground = false;
 static bool arg_kill = false;
+static const char *arg_reload = NULL;
 static const char *arg_socket = NULL;
 static const char *arg_keystore = NULL;
 static unsigned long arg_exit_idle = 0;
@@ -43,7 +47,7 @@ static int arg_verbose = 0;
 static void help(void) {
   printf("Usage: mcpsig-agent [-D] [-v] [-a SOCKET] [--keystore DIR] [--exit-idle=SECONDS]\n"
          "                    [--partial-timeout=SECONDS]\n"
-         "       mcpsig-agent -k\n"
+         "       mcpsig-agent -k | --reload PID\n"
          "\n"
          "Holds the keys of MCP clients and signs their HTTP requests (SEP-2752).\n"
          "\n"
@@ -57,6 +61,8 @@ static void help(void) {
          "      --partial-timeout=SECS  close a connection that holds part of a message\n"
          "                        for SECS without completing it (default: 30)\n"
          "  -k, --kill            stop the agent named by MCPSIG_AGENT_PID\n"
+         "      --reload PID      make the agent with that pid re-read its keystore\n"
+         "                        (SIGHUP; what the systemd unit's ExecReload= runs)\n"
          "  -h, --help            show this help\n"
          "  -V, --version         show the version\n"
          "\n"
@@ -67,7 +73,7 @@ static void help(void) {
 }
 
 static int parse_argv(int argc, char **argv) {
-  enum { OPT_KEYSTORE = 0x100, OPT_EXIT_IDLE, OPT_PARTIAL_TIMEOUT };
+  enum { OPT_KEYSTORE = 0x100, OPT_EXIT_IDLE, OPT_PARTIAL_TIMEOUT, OPT_RELOAD };
   static const struct option options[] = {
     { "foreground", no_argument, NULL, 'D' },
     { "verbose", no_argument, NULL, 'v' },
@@ -76,6 +82,7 @@ static int parse_argv(int argc, char **argv) {
     { "exit-idle", required_argument, NULL, OPT_EXIT_IDLE },
     { "partial-timeout", required_argument, NULL, OPT_PARTIAL_TIMEOUT },
     { "kill", no_argument, NULL, 'k' },
+    { "reload", required_argument, NULL, OPT_RELOAD },
     { "help", no_argument, NULL, 'h' },
     { "version", no_argument, NULL, 'V' },
     {},
@@ -102,6 +109,7 @@ static int parse_argv(int argc, char **argv) {
       break;
     }
     case 'k': arg_kill = true; break;
+    case OPT_RELOAD: arg_reload = optarg; break;
     case 'h': help(); return 0;
     case 'V': printf("mcpsig-agent %s\n", PACKAGE_VERSION); return 0;
     default:
@@ -114,8 +122,9 @@ static int parse_argv(int argc, char **argv) {
             argv[optind]);
     return -EINVAL;
   }
-  if (arg_kill && (arg_foreground || arg_socket || arg_keystore || arg_exit_idle || arg_partial_timeout)) {
-    fprintf(stderr, "mcpsig-agent: -k takes no other options\n");
+  if ((arg_kill || arg_reload) && (arg_foreground || arg_socket || arg_keystore || arg_exit_idle ||
+                                   arg_partial_timeout || (arg_kill && arg_reload))) {
+    fprintf(stderr, "mcpsig-agent: %s takes no other options\n", arg_kill ? "-k" : "--reload");
     return -EINVAL;
   }
   return 1;
@@ -177,23 +186,68 @@ static void print_env(const char *path, pid_t pid) {
   fflush(stdout);
 }
 
+/* Whether an argument of process pid is a program named mcpsig-agent*: an
+ * agent run under a wrapper (valgrind, a debugger) has the wrapper's name. */
+static bool cmdline_names_agent(long pid) {
+  char path[64], buf[4096];
+  snprintf(path, sizeof(path), "/proc/%ld/cmdline", pid);
+  FILE *f = fopen(path, "re");
+  if (!f)
+    return false;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  for (size_t i = 0; i < n; i += strlen(buf + i) + 1) {
+    const char *base = strrchr(buf + i, '/');
+    if (strncmp(base ? base + 1 : buf + i, "mcpsig-agent", 12) == 0)
+      return true;
+  }
+  return false;
+}
+
+/*
+ * Sends sig to the agent whose pid is the text s (named by what, for
+ * messages). A pid that does not name an mcpsig-agent is refused: a stale
+ * MCPSIG_AGENT_PID may name an unrelated process by now.
+ */
+static int agent_signal(const char *s, const char *what, int sig, long *ret_pid) {
+  char path[64], comm[32] = "";
+  char *end = NULL;
+  errno = 0;
+  long pid = strtol(s, &end, 10);
+  if (errno || !*s || *end || pid < 1 || pid > INT_MAX) {
+    fprintf(stderr, "mcpsig-agent: %s \"%s\" is not a process id\n", what, s);
+    return -EINVAL;
+  }
+  snprintf(path, sizeof(path), "/proc/%ld/comm", pid);
+  FILE *f = fopen(path, "re");
+  if (f) {
+    if (!fgets(comm, sizeof(comm), f))
+      comm[0] = '\0';
+    fclose(f);
+    comm[strcspn(comm, "\n")] = '\0';
+    if (strncmp(comm, "mcpsig-agent", 12) != 0 && !cmdline_names_agent(pid)) {
+      fprintf(stderr, "mcpsig-agent: pid %ld (%s) is %s, not an mcpsig-agent; nothing sent\n", pid, what, comm);
+      return -ESRCH;
+    }
+  }
+  if (kill((pid_t)pid, sig) < 0) {
+    fprintf(stderr, "mcpsig-agent: cannot signal pid %ld (%s): %s\n", pid, what, strerror(errno));
+    return -errno;
+  }
+  *ret_pid = pid;
+  return 0;
+}
+
 static int agent_kill(void) {
   const char *s = getenv("MCPSIG_AGENT_PID");
-  char *end = NULL;
+  long pid;
   if (!s || !*s) {
     fprintf(stderr, "mcpsig-agent: MCPSIG_AGENT_PID is not set, cannot kill the agent\n");
     return 1;
   }
-  errno = 0;
-  long pid = strtol(s, &end, 10);
-  if (errno || *end || pid < 1 || pid > INT_MAX) {
-    fprintf(stderr, "mcpsig-agent: MCPSIG_AGENT_PID=\"%s\" is not a process id\n", s);
+  if (agent_signal(s, "MCPSIG_AGENT_PID", SIGTERM, &pid) < 0)
     return 1;
-  }
-  if (kill((pid_t)pid, SIGTERM) < 0) {
-    fprintf(stderr, "mcpsig-agent: cannot kill pid %ld: %s\n", pid, strerror(errno));
-    return 1;
-  }
   printf("unset MCPSIG_AUTH_SOCK;\nunset MCPSIG_AGENT_PID;\necho Agent pid %ld killed;\n", pid);
   return 0;
 }
@@ -233,6 +287,25 @@ static void harden(void) {
   signal(SIGXFSZ, SIG_IGN);
 }
 
+/*
+ * Socket activation, and the agent cannot start: closes the connections
+ * already queued on the socket. Left there, they would make the service
+ * manager start the agent again at once, and again, until its start limit
+ * takes the socket down for every later client. Each client that connects
+ * from now on starts one new attempt, which succeeds once the cause is fixed.
+ */
+static void drain_pending(int listen_fd) {
+  int flags = fcntl(listen_fd, F_GETFL);
+  if (flags < 0 || fcntl(listen_fd, F_SETFL, flags | O_NONBLOCK) < 0)
+    return;
+  for (int i = 0; i < 1024; i++) {
+    int fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+      break;
+    close(fd);
+  }
+}
+
 static int run(const char *keystore, const char *path, int listen_fd, int ready_fd) {
   struct agent agent;
   struct server srv;
@@ -242,10 +315,16 @@ static int run(const char *keystore, const char *path, int listen_fd, int ready_
 
   if ((r = agent_init(&agent, keystore, err, sizeof(err))) < 0) {
     log_msg(LOG_ERR, "%s", err[0] ? err : mcpsig_strerror(r));
-    return 1;
+    if (listen_fd >= 0)
+      drain_pending(listen_fd);
+    /* A keystore that cannot be used will not be fixed by a restart: the
+     * unit's RestartPreventExitStatus= names this status, so the service
+     * manager does not retry until its start limit takes the socket down. */
+    return EXIT_CONFIG;
   }
   if (!keypool_locked(agent.pool))
-    log_msg(LOG_WARNING, "cannot lock key memory (RLIMIT_MEMLOCK too low): keys may be written to swap");
+    log_msg(LOG_WARNING, "cannot lock key memory (%s): keys may be written to swap",
+            keypool_lock_failure(agent.pool));
   uv_loop_init(&loop);
   struct server_options sopt = { listen_fd, (uint64_t)arg_exit_idle * 1000, (uint64_t)arg_partial_timeout * 1000 };
   if ((r = server_start(&srv, &loop, &agent, path, &sopt, err, sizeof(err))) <
@@ -306,6 +385,10 @@ int main(int argc, char **argv) {
     return r < 0 ? 1 : 0;
   if (arg_kill)
     return agent_kill();
+  if (arg_reload) {
+    long pid;
+    return agent_signal(arg_reload, "--reload", SIGHUP, &pid) < 0 ? 1 : 0;
+  }
   log_open();
   const char *lv = getenv("MCPSIG_LOG_LEVEL");
   int prio = LOG_INFO;

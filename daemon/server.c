@@ -24,6 +24,7 @@
 #include "dispatch.h"
 #include "errmsg.h"
 #include "log.h"
+#include "peer.h"
 #include "proto.h"
 #include "server.h"
 #include "service.h"
@@ -34,7 +35,7 @@ struct conn {
   uv_pipe_t pipe;
   struct server *srv;
   struct dispatch_peer peer;
-  char exe[PATH_MAX];
+  struct peer_info who;
   unsigned char *rx;
   size_t rx_len, rx_cap;
   bool reading;
@@ -320,16 +321,12 @@ static void server_notify(void *data, const struct proto_rotation_event *ev) {
   }
 }
 
-static void peer_identify(struct conn *c, int fd) {
-  char link[64];
-  c->peer.exe = NULL;
-  snprintf(link, sizeof(link), "/proc/%ld/exe", (long)c->peer.pid);
-  ssize_t n = readlink(link, c->exe, sizeof(c->exe) - 1);
-  if (n > 0) {
-    c->exe[n] = '\0';
-    c->peer.exe = c->exe;
-  }
-  (void)fd;
+static void conn_identify(struct conn *c, int fd) {
+  peer_identify(fd, c->peer.pid, &c->who);
+  c->peer.exe = c->who.exe[0] ? c->who.exe : NULL;
+  c->peer.comm = c->who.comm[0] ? c->who.comm : NULL;
+  c->peer.cmdline = c->who.cmdline[0] ? c->who.cmdline : NULL;
+  c->peer.pidfd = c->who.pidfd;
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
@@ -366,17 +363,17 @@ static void on_connection(uv_stream_t *listener, int status) {
   if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || cred.uid != geteuid()) {
     char why[64];
     snprintf(why, sizeof(why), "not this agent's user (uid %ld)", (long)geteuid());
-    log_peer_refused((long)cred.pid, (long)cred.uid, why);
+    log_peer_refused(fd, (long)cred.pid, (long)cred.uid, why);
     conn_close(c);
     return;
   }
   c->peer.pid = cred.pid;
   c->peer.uid = cred.uid;
-  peer_identify(c, fd);
+  conn_identify(c, fd);
   if (srv->n_conns > MCPSIG_MAX_CONNECTIONS) {
     char why[64];
     snprintf(why, sizeof(why), "%zu connections already open", srv->n_conns - 1);
-    log_peer_refused((long)cred.pid, (long)cred.uid, why);
+    log_peer_refused(fd, (long)cred.pid, (long)cred.uid, why);
     conn_fail(c, MCPSIG_EBUSY, NULL);
     return;
   }

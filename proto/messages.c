@@ -45,6 +45,8 @@ static const struct proto_field status_result_fields[] = {
   F_BOOL(S, memory_locked, PF_REQUIRED),
   F_INT(S, output_queued_max, PF_REQUIRED),
   F_INT(S, output_queued_limit, PF_REQUIRED),
+  F_INT(S, memory_lock_errno, 0),
+  F_BOOL(S, peer_exe_readable, 0),
 };
 SCHEMA(proto_status_result_schema, "result", S, status_result_fields);
 #undef S

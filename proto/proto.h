@@ -180,6 +180,8 @@ struct proto_status_result {
   bool memory_locked;          /* false: mlock failed (RLIMIT_MEMLOCK), keys may reach swap */
   int64_t output_queued_max;   /* the largest unsent output of any connection, bytes */
   int64_t output_queued_limit; /* reading pauses beyond this (per connection) */
+  int64_t memory_lock_errno;   /* errno of the failed mlock(), 0 when locked */
+  bool peer_exe_readable;      /* the agent could read this caller's executable path */
 };
 
 /* identity.public / identity.remove / identity.add params. */

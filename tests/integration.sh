@@ -27,7 +27,7 @@ check "mcpsig-agent --help" "$AGENT" --help
 ok $(( $? != 1 )) "mcpsig-agent with a bad option exits 1"
 "$CLI" -a "$TMP/nothing.sock" status >/dev/null 2>"$TMP/err"
 ok $(( $? != 2 )) "an unreachable agent exits 2, distinct from errors"
-check "  and says where it looked" grep -q "$TMP/nothing.sock" "$TMP/err"
+check "  and says where it looked" grep -q -e "$TMP/nothing.sock" "$TMP/err"
 m sign -u https://a.example/mcp --identity typo >/dev/null 2>"$TMP/err"
 ok $(( $? != 1 )) "an unknown identity is refused (exit 1)"
 check "  saying how to add it" grep -q "add-identity typo" "$TMP/err"
@@ -247,6 +247,25 @@ AGENT_PIDS="$AGENT_PIDS $MCPSIG_AGENT_PID"
 ok $? "  and prints eval-able MCPSIG_AUTH_SOCK and MCPSIG_AGENT_PID"
 MCPSIG_AUTH_SOCK=$TMP/d.sock "$CLI" status >/dev/null
 ok $? "  its socket answers as soon as the parent returns"
+# --reload PID (the unit's ExecReload=): SIGHUP to an agent, refused for any other process.
+sleep 30 &
+other=$!
+"$AGENT" --reload "$other" 2>"$TMP/reload.err"
+rc=$?
+kill -0 "$other" 2>/dev/null
+ok $(( rc != 1 || $? != 0 )) "--reload refuses a pid that is not an agent's, and sends it nothing"
+check "  saying what it is" grep -q 'is sleep, not an mcpsig-agent' "$TMP/reload.err"
+MCPSIG_AGENT_PID=$other "$AGENT" -k >/dev/null 2>&1
+rc=$?
+kill -0 "$other" 2>/dev/null
+ok $(( rc != 1 || $? != 0 )) "-k refuses a stale MCPSIG_AGENT_PID that names another program"
+kill "$other" 2>/dev/null
+"$AGENT" --reload "$MCPSIG_AGENT_PID" && MCPSIG_AUTH_SOCK=$TMP/d.sock "$CLI" status >/dev/null
+ok $? "--reload PID reloads a running agent, which keeps answering"
+"$AGENT" --reload x12 >/dev/null 2>&1
+ok $(( $? != 1 )) "--reload with something that is not a pid is an error"
+"$AGENT" --reload "$MCPSIG_AGENT_PID" -D >/dev/null 2>&1
+ok $(( $? != 1 )) "--reload takes no other options"
 "$AGENT" -k >/dev/null
 ok $? "mcpsig-agent -k"
 wait_for 5 sh -c "! kill -0 $MCPSIG_AGENT_PID"

@@ -153,7 +153,7 @@ ok "$(json "$TMP/state2.json" "j.state==='active' && j.keyid==='$K2' && j.pendin
 	"after the abort k2 is still active and nothing more is retired"
 ls "$KS"/identities/default/bindings/ >"$TMP/files2"
 ok "$(grep -cE '\.(pending|discard)$' "$TMP/files2" | grep -qx 0 && echo 0 || echo 1)" "the aborted key's file is gone"
-ok "$(grep -rl "$K3" "$KS" >/dev/null 2>&1 && echo 1 || echo 0)" "nothing in the keystore names the aborted key"
+ok "$(grep -rl -e "$K3" "$KS" >/dev/null 2>&1 && echo 1 || echo 0)" "nothing in the keystore names the aborted key"
 "$CLI" sign -u "$URL" -d '{}' --key pending >/dev/null 2>"$TMP/refuse1.err"
 ok "$([ $? -eq 1 ] && grep -q 'no rotation is pending' "$TMP/refuse1.err" && echo 0 || echo 1)" \
 	"after the abort, key pending is refused"
@@ -175,9 +175,9 @@ ok "$([ $? -eq 3 ] && [ "$(json "$TMP/rotate4.json" j.outcome)" = pending ] && e
 K4=$(json "$TMP/rotate4.json" j.new_keyid)
 "$CLI" rotate "$URL" >/dev/null 2>"$TMP/second.err"
 rc=$?
-ok "$([ "$rc" -eq 1 ] && [ -n "$K4" ] && grep -q "$K4" "$TMP/second.err" && echo 0 || echo 1)" \
+ok "$([ "$rc" -eq 1 ] && [ -n "$K4" ] && grep -q -e "$K4" "$TMP/second.err" && echo 0 || echo 1)" \
 	"a second rotation while one is pending is refused, naming the pending key"
-[ "$rc" -eq 1 ] && grep -q "$K4" "$TMP/second.err" || { echo "# exit $rc, pending key '$K4':"; diag <"$TMP/second.err"; diag <"$TMP/rotate4.json"; }
+[ "$rc" -eq 1 ] && grep -q -e "$K4" "$TMP/second.err" || { echo "# exit $rc, pending key '$K4':"; diag <"$TMP/second.err"; diag <"$TMP/rotate4.json"; }
 "$CLI" rotate --resume "$URL" --json >"$TMP/resume4.json" 2>/dev/null
 ok "$([ $? -eq 0 ] && [ "$(json "$TMP/resume4.json" j.outcome)" = committed ] && echo 0 || echo 1)" \
 	"--resume finds the server holds the new key and commits"

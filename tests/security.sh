@@ -183,9 +183,10 @@ refuses() {
 	wait "$p"
 	rc=$?
 	cat "$TMP/r.out" >>"$TMP/refused.log"
-	[ "$rc" -eq 1 ] && refused=$((refused + 1))
-	ok $(( rc != 1 )) "$1: the agent refuses to start (exit $rc)"
-	grep -Eq "$2" "$TMP/r.out"
+	# 78 (EX_CONFIG): a keystore the agent cannot use, which a restart cannot fix.
+	[ "$rc" -eq 78 ] && refused=$((refused + 1))
+	ok $(( rc != 78 )) "$1: the agent refuses to start (exit $rc, 78: not fixed by a restart)"
+	grep -Eq -e "$2" "$TMP/r.out"
 	ok $? "  saying how to fix it ($2)"
 	diag <"$TMP/r.out"
 }

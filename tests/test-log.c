@@ -43,8 +43,8 @@ static void capture_sink(const struct log_record *rec, void *userdata) {
   r->new_keyid = dup_or_null(rec->new_keyid);
   r->label = dup_or_null(rec->label);
   r->peer_exe = dup_or_null(rec->peer_exe);
-  char *fields[16];
-  size_t n = log_journal_fields(rec, fields, 16);
+  char *fields[LOG_FIELDS_MAX];
+  size_t n = log_journal_fields(rec, fields, LOG_FIELDS_MAX);
   c->text[c->n][0] = '\0';
   for (size_t i = 0; i < n; i++) {
     strncat(c->text[c->n], fields[i], sizeof(c->text[0]) - strlen(c->text[c->n]) - 2);
@@ -205,7 +205,7 @@ int main(void) {
   ok(r && strcmp(r->new_keyid, newkey) == 0, "rotation abort: its own MESSAGE_ID");
   ok(!find(&cap, LOG_ID_ROTATION_COMMIT), "no commit was logged for an abort");
 
-  log_peer_refused((long)getpid(), 65534, "not this agent's user (uid 1000)");
+  log_peer_refused(-1, (long)getpid(), 65534, "not this agent's user (uid 1000)");
   r = find(&cap, LOG_ID_PEER_REFUSED);
   ok(r && r->priority == LOG_WARNING && r->peer_pid == (long)getpid() && r->peer_uid == 65534 && r->peer_exe &&
        strstr(r->peer_exe, "test-log"),

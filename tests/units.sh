@@ -8,7 +8,7 @@
 #  - the keystore and %t/mcpsig stay writable under its Protect* settings;
 #  - every system call the agent makes in the integration suite passes its
 #    SystemCallFilter;
-#  - it does not set PrivateUsers= (or DynamicUser=, which implies it).
+#  - it sets PrivateUsers=yes, and no option that a user manager skips.
 # Each check is also run on a broken unit or trace that it must reject.
 # Prints TAP.
 
@@ -24,7 +24,8 @@ make -C "$BUILD" systemd/mcpsig-agent.socket systemd/mcpsig-agent.service >/dev/
 	bail "cannot generate the units"
 cp "$BUILD/systemd/mcpsig-agent.socket" "$U/"
 # As for the build tree: ExecStart runs the agent just built.
-sed "s|^ExecStart=.*|ExecStart=$BUILD/daemon/mcpsig-agent -D|" "$BUILD/systemd/mcpsig-agent.service" \
+sed -e "s|^ExecStart=.*|ExecStart=$BUILD/daemon/mcpsig-agent -D|" \
+	-e "s|^ExecReload=[^ ]*/mcpsig-agent |ExecReload=$BUILD/daemon/mcpsig-agent |" "$BUILD/systemd/mcpsig-agent.service" \
 	>"$U/mcpsig-agent.service"
 SERVICE=$U/mcpsig-agent.service
 
@@ -54,8 +55,9 @@ grep -q '^ExecStartPost=.*systemctl --user set-environment MCPSIG_AUTH_SOCK=%t/m
 	grep -q '^ExecStopPost=.*systemctl --user unset-environment MCPSIG_AUTH_SOCK$' "$U/mcpsig-agent.socket" &&
 	grep -q '^WantedBy=sockets.target$' "$U/mcpsig-agent.socket"
 ok $? "the socket exports MCPSIG_AUTH_SOCK, unexports it on stop, and is wanted by sockets.target"
-grep -q '^Type=notify$' "$SERVICE" && grep -q '^ExecReload=.*kill -HUP \$MAINPID$' "$SERVICE"
-ok $? "the service is Type=notify and reloads with SIGHUP"
+grep -q '^Type=notify$' "$SERVICE" && grep -q '^ExecReload=.*/mcpsig-agent --reload \$MAINPID$' "$SERVICE" &&
+	! grep -q '^Exec[A-Za-z]*=.*kill ' "$SERVICE"
+ok $? "the service is Type=notify and reloads through the agent's own binary (no kill(1))"
 
 # ---- install ----------------------------------------------------------------------------------
 
@@ -167,19 +169,31 @@ ok "$([ "$(wc -l <"$TMP/used")" -gt 20 ] && echo 0 || echo 1)" "the agent made $
 grep -vxF -f "$TMP/allowed" "$TMP/used" >"$TMP/denied"
 ok "$([ ! -s "$TMP/denied" ] && echo 0 || echo 1)" "every one of them passes SystemCallFilter="
 [ -s "$TMP/denied" ] && diag <"$TMP/denied"
-sed 's/^SystemCallFilter=~@privileged$/SystemCallFilter=~@privileged @sync @file-system/' "$SERVICE" >"$TMP/tight.service"
+sed 's/^SystemCallFilter=~@privileged @keyring$/SystemCallFilter=~@privileged @keyring @sync @file-system/' "$SERVICE" >"$TMP/tight.service"
 filter_allowed "$TMP/tight.service" >"$TMP/allowed2"
 grep -vxF -f "$TMP/allowed2" "$TMP/used" >"$TMP/denied2"
 ok "$(grep -qx fsync "$TMP/denied2" && echo 0 || echo 1)" "forgery: a filter without @sync is caught (fsync)"
 
 # ---- PrivateUsers ------------------------------------------------------------------------------
 
-! grep -qE '^(PrivateUsers|DynamicUser)=' "$SERVICE"
-ok $? "the service does not set PrivateUsers= or DynamicUser="
-systemd-analyze security --offline=true "$SERVICE" 2>/dev/null | grep -q '✗ PrivateUsers='
-ok $? "systemd-analyze agrees: no private user namespace"
-printf 'PrivateUsers=yes\n' >>"$TMP/rw.service"
-! grep -qE '^(PrivateUsers|DynamicUser)=' "$TMP/rw.service"
-ok $(( $? == 0 )) "forgery: a unit with PrivateUsers=yes is caught"
+# A user manager can drop capabilities and build namespaces only inside a
+# user namespace of the service's own (tests/systemd-real.sh measures it
+# under a real one); without it the unit fails at step CAPABILITIES.
+grep -q '^PrivateUsers=yes$' "$SERVICE" && ! grep -q '^DynamicUser=' "$SERVICE"
+ok $? "the service sets PrivateUsers=yes (and not DynamicUser=)"
+systemd-analyze security --offline=true "$SERVICE" 2>/dev/null | grep -q '✓ PrivateUsers='
+ok $? "systemd-analyze agrees: a private user namespace"
+grep -v '^PrivateUsers=' "$SERVICE" >"$TMP/nouserns.service"
+grep -q '^PrivateUsers=yes$' "$TMP/nouserns.service"
+ok $(( $? == 0 )) "forgery: a unit without PrivateUsers=yes is caught"
+# Options a user manager cannot apply, which would only look like protection.
+! grep -qE '^(ProcSubset|ProtectProc|IPAddressDeny|IPAddressAllow|DevicePolicy|KeyringMode)=' "$SERVICE" &&
+	! grep -q '^ExecStartPre=+' "$SERVICE"
+ok $? "no option that a user manager skips (ProcSubset=, ProtectProc=, IPAddressDeny=, DevicePolicy=, KeyringMode=, ExecStartPre=+)"
+printf 'ProcSubset=pid\n' >>"$TMP/nouserns.service"
+! grep -qE '^(ProcSubset|ProtectProc|IPAddressDeny|IPAddressAllow|DevicePolicy|KeyringMode)=' "$TMP/nouserns.service"
+ok $(( $? == 0 )) "forgery: a unit with ProcSubset=pid is caught"
+grep -q '^ExecStartPre=.*mkdir -p -m 0700 %h/.local/share/mcpsig$' "$U/mcpsig-agent.socket"
+ok $? "the socket unit makes the keystore before the sandboxed service can start"
 
 done_testing

@@ -272,6 +272,11 @@ typedef struct {
   int memory_locked;            /* 0: mlock failed (RLIMIT_MEMLOCK too low), keys may reach swap */
   int64_t output_queued_max;    /* the largest unsent output of any connection, bytes */
   int64_t output_queued_limit;  /* a connection's reading pauses beyond this */
+  int memory_lock_errno;        /* why mlock failed: ENOMEM (RLIMIT_MEMLOCK too low), EPERM (a
+                                   seccomp filter or a container forbids it); 0 when locked */
+  int peer_exe_readable;        /* 1: the agent logs callers' executable paths; 0: only their pid,
+                                   name and command line (as inside the systemd unit's user
+                                   namespace, where /proc/PID/exe is unreadable) */
 } mcpsig_status_info;
 
 /* Fills *ret_status with the agent's counters (agent.status). */
