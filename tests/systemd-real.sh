@@ -146,10 +146,15 @@ as_root() { # as_root COMMAND...: a command in the booted container, as its root
 # Its standard output is ours; its exit status is returned.
 as_user() {
 	as_user_n=$((${as_user_n:-0} + 1))
-	printf '%s\n' "$1" >"$ROOT$T/step$as_user_n.sh"
+	# The script changes to the home itself: with WorkingDirectory=~ the
+	# manager's own chdir failed (EACCES) for some callers of systemd-run.
+	printf 'cd || exit 200\n%s\n' "$1" >"$ROOT$T/step$as_user_n.sh"
 	timeout 300 nsenter -t "$LEADER" -a systemd-run --quiet --wait --pipe -p User="$USER_NAME" -p PAMName=login \
-		-p CollectMode=inactive-or-failed \
-		-p WorkingDirectory=~ /bin/sh "$T/step$as_user_n.sh" </dev/null
+		-p CollectMode=inactive-or-failed /bin/sh "$T/step$as_user_n.sh" </dev/null 2>"$TMP/as_user.err"
+	as_user_rc=$?
+	[ -s "$TMP/as_user.err" ] && cat "$TMP/as_user.err" >&2
+	echo "step$as_user_n rc=$as_user_rc" >>"$TMP/as_user.log"
+	return $as_user_rc
 }
 
 # ---- set-up -------------------------------------------------------------------------------
