@@ -2,7 +2,8 @@
  * mcpsig: the command-line client of mcpsig-agent (the ssh-add analogue).
  *
  * Exit status: 0 success; 1 an error the agent reported, or a bad argument;
- * 2 the agent could not be reached (no socket, connection refused, timeout);
+ * 2 the agent could not be reached (no socket, connection refused, timeout,
+ *   or a socket that is not this user's agent);
  * 3 mcpsig rotate could not learn the server's answer (still pending).
  */
 #include "config.h"
@@ -61,18 +62,27 @@ int bad_option(char **argv) {
 }
 
 bool unreachable(int r) {
-  return r == MCPSIG_ECONNECT || r == MCPSIG_ETIMEDOUT || r == MCPSIG_ECLOSED || r == MCPSIG_EBUSY;
+  /* A socket that is not this user's agent (EPEER) counts as no agent: the
+   * command sent it nothing, as when none listens. */
+  return r == MCPSIG_ECONNECT || r == MCPSIG_ETIMEDOUT || r == MCPSIG_ECLOSED || r == MCPSIG_EBUSY ||
+         r == MCPSIG_EPEER;
 }
 
 int agent_open(mcpsig_client **ret) {
-  char path[256];
+  char path[256], why[1024] = "";
   const char *p = arg_socket;
   if (!p) {
     if (mcpsig_socket_path(path, sizeof(path)) < 0)
       return fail("the socket path is too long"), EXIT_UNREACHABLE;
     p = path;
   }
-  int r = mcpsig_connect(ret, p, 0);
+  /* The library checks the socket's directory and the listener's uid on
+   * every connect, -a and MCPSIG_AUTH_SOCK included. */
+  int r = mcpsig_connect_explain(ret, p, 0, why, sizeof(why));
+  if (r == MCPSIG_EPEER) {
+    fprintf(stderr, "mcpsig: cannot reach the agent: %s\n", why[0] ? why : mcpsig_strerror(r));
+    return EXIT_UNREACHABLE;
+  }
   if (r == MCPSIG_ECONNECT) {
     fprintf(stderr, "mcpsig: cannot connect to the agent at %s: %s\n", p, strerror(errno));
     fprintf(stderr, "mcpsig: is mcpsig-agent running? Start it, or set MCPSIG_AUTH_SOCK or -a\n");
@@ -86,9 +96,25 @@ int agent_open(mcpsig_client **ret) {
 }
 
 /* Reports a failed call; the agent's own message says what was wrong. */
+/*
+ * Writes text to f with every control character and DEL as \xNN: the
+ * agent's messages echo what was asked, and a terminal must not interpret
+ * any of it.
+ */
+static void print_escaped(FILE *f, const char *text) {
+  for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+    if (*p < 0x20 || *p == 0x7f)
+      fprintf(f, "\\x%02x", *p);
+    else
+      fputc(*p, f);
+  }
+}
+
 int call_failed(mcpsig_client *c, int r) {
   const char *msg = mcpsig_last_error(c);
-  fprintf(stderr, "mcpsig: %s\n", msg && *msg ? msg : mcpsig_strerror(r));
+  fputs("mcpsig: ", stderr);
+  print_escaped(stderr, msg && *msg ? msg : mcpsig_strerror(r));
+  fputc('\n', stderr);
   /* An agent started by its socket unit that fails at start-up closes the
    * connection unanswered; the reason is in the journal. */
   if (r == MCPSIG_ECLOSED || r == MCPSIG_ECONNECT)
@@ -345,9 +371,9 @@ json_t *binding_json(const mcpsig_binding *b) {
   json_t *retired = json_array();
   for (size_t k = 0; k < b->n_retired; k++)
     json_array_append_new(retired, json_string(b->retired[k]));
-  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:o}", "identity", b->identity, "origin", b->origin, "tag",
-                   b->tag, "keyid", b->keyid, "alg", b->alg, "state", b->state, "pending_keyid", b->pending_keyid,
-                   "retired", retired);
+  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:o, s:I}", "identity", b->identity, "origin", b->origin,
+                   "tag", b->tag, "keyid", b->keyid, "alg", b->alg, "state", b->state, "pending_keyid",
+                   b->pending_keyid, "retired", retired, "retired_dropped", (json_int_t)b->retired_dropped);
 }
 
 void binding_print(const mcpsig_binding *b) {
@@ -355,7 +381,7 @@ void binding_print(const mcpsig_binding *b) {
   if (b->pending_keyid)
     printf("    pending %s\n", b->pending_keyid);
   if (b->n_retired)
-    printf("    retired %zu key(s)\n", b->n_retired);
+    printf("    retired %llu key(s)\n", (unsigned long long)(b->n_retired + b->retired_dropped));
 }
 
 static int cmd_list(int argc, char **argv) {
@@ -593,7 +619,7 @@ int header_parse(const char *arg, mcpsig_header *h, char **ret_storage) {
 }
 
 static int cmd_sign(int argc, char **argv) {
-  enum { O_DATA_BINARY = 0x100, O_DATA_RAW, O_ACCEPT, O_JSON, O_ORIGIN, O_IDENTITY, O_LABEL, O_KEY, O_ALG };
+  enum { O_DATA_BINARY = 0x100, O_DATA_RAW, O_ACCEPT, O_JSON, O_ORIGIN, O_IDENTITY, O_LABEL, O_KEY, O_ALG, O_COMPONENT };
   static const struct option opts[] = {
     { "request", required_argument, NULL, 'X' },  { "url", required_argument, NULL, 'u' },
     { "header", required_argument, NULL, 'H' },   { "data", required_argument, NULL, 'd' },
@@ -602,9 +628,12 @@ static int cmd_sign(int argc, char **argv) {
     { "json", no_argument, NULL, O_JSON },         { "origin", required_argument, NULL, O_ORIGIN },
     { "identity", required_argument, NULL, O_IDENTITY }, { "label", required_argument, NULL, O_LABEL },
     { "key", required_argument, NULL, O_KEY },     { "alg", required_argument, NULL, O_ALG },
-    { "help", no_argument, NULL, 'h' },            {},
+    { "component", required_argument, NULL, O_COMPONENT }, { "help", no_argument, NULL, 'h' },
+    {},
   };
   const struct command *cmd = command_find("sign");
+  const char *components[MAX_HEADERS];
+  size_t n_components = 0;
   struct alg_list algs = { 0 };
   const char *method = NULL, *url = NULL, *accept = NULL, *origin = NULL, *label = NULL, *key = NULL;
   mcpsig_header headers[MAX_HEADERS];
@@ -667,6 +696,13 @@ static int cmd_sign(int argc, char **argv) {
       if ((r = alg_list_parse(cmd, optarg, &algs)) != 0)
         goto out;
       break;
+    case O_COMPONENT:
+      if (n_components == MAX_HEADERS) {
+        r = usage_error(cmd, "%s", "too many --component options");
+        goto out;
+      }
+      components[n_components++] = optarg;
+      break;
     case 'h': r = -2; goto out;
     default: r = bad_option(argv); goto out;
     }
@@ -683,7 +719,8 @@ static int cmd_sign(int argc, char **argv) {
   mcpsig_sign_request req = {
     .identity = arg_identity, .origin = origin, .method = method, .uri = url, .headers = headers,
     .n_headers = n_headers, .accept_signature = accept, .label = label, .key = key,
-    .algorithms = algs.names, .n_algorithms = algs.n,
+    .algorithms = algs.names, .n_algorithms = algs.n, .components = n_components ? components : NULL,
+    .n_components = n_components,
   };
   char digest[MCPSIG_CONTENT_DIGEST_LEN];
   if (body.len > 1024u * 1024u) {
@@ -741,11 +778,13 @@ static const struct command commands[] = {
     "Print the public JWK of (identity, origin), for clientInfo.cnf.jwk. Creates the key on first use.\n" },
   { "sign", cmd_sign,
     "-X METHOD -u URL [-H 'Name: value']... [-d DATA | --data-binary @FILE] [--accept-signature VALUE]\n"
-    "              [--alg ALG[,ALG...]] [--json]",
+    "              [--alg ALG[,ALG...]] [--component NAME]... [--json]",
     "Sign an HTTP request (RFC 9421, SEP-2752) and print the headers to add, one 'Name: value'\n"
     "line each, usable as curl -H @FILE. -d, --data-ascii, --data-binary and --data-raw behave as\n"
     "curl's (-d @FILE strips CR and LF), so the digest matches what curl sends with the same flags.\n"
-    "The URL is signed exactly as given: lowercase scheme and host, no default port, a path.\n"
+    "The URL is signed exactly as given: lowercase scheme and host, no default port, a path\n"
+    "without . or .. segments, a canonical IP address. --component NAME covers one more component\n"
+    "(an MCP header the request lacks is skipped; signature-agent means the agent's own value).\n"
     "Options: --accept-signature VALUE answers a server's 401; --origin URL names the key scope;\n"
     "--label LABEL; --identity NAME; --key pending signs with the new key of a rotation in flight\n"
     "(to probe the server); --alg lists the RFC 9421 algorithms the server accepts (ed25519,\n"
@@ -753,7 +792,7 @@ static const struct command commands[] = {
     "--json prints {\"headers\":{...},\"keyid\":...,\"tag\":...}.\n" },
   { "dpop", cmd_dpop,
     "-X METHOD -u URL --origin URL [--token TOKEN | --token-file FILE] [--nonce NONCE]\n"
-    "              [--alg ALG[,ALG...]] [--json]",
+    "              [--alg ALG[,ALG...]] [--component NAME]... [--json]",
     "Make an RFC 9449 DPoP proof for one request and print it (the DPoP header's value).\n"
     "--origin is required: it names the key scope, normally the MCP server's origin. Use the same\n"
     "--origin for the token endpoint's proofs and the MCP requests' proofs, so the access token is\n"
@@ -799,7 +838,8 @@ static void help(void) {
          "      --identity NAME   the identity to use (default: \"default\")\n"
          "  -h, --help            show this help; 'mcpsig COMMAND --help' for a command\n"
          "  -V, --version         show the version\n\n"
-         "Exit status: 0 success, 1 error or bad argument, 2 the agent could not be reached,\n"
+         "Exit status: 0 success, 1 error or bad argument, 2 the agent could not be reached (none\n"
+         "listens, or the socket is not this user's agent),\n"
          "3 (mcpsig rotate) the outcome is unknown and the rotation still pending.\n"
          "See mcpsig(1).\n");
 }

@@ -429,7 +429,16 @@ int cmd_watch(int argc, char **argv) {
       r = call_failed(cl, r);
       break;
     }
-    if (json) {
+    if (strcmp(ev->event, "lost") == 0) {
+      /* This watcher fell behind and the agent dropped what it did not read. */
+      if (json)
+        printf("{\"event\":\"lost\",\"count\":%llu}\n", (unsigned long long)ev->lost);
+      else
+        printf("lost   %llu event(s): this watcher did not read them in time; see mcpsig list\n",
+               (unsigned long long)ev->lost);
+      fprintf(stderr, "mcpsig: warning: the agent dropped %llu rotation event(s) this watcher did not read in time\n",
+              (unsigned long long)ev->lost);
+    } else if (json) {
       json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "event", ev->event, "identity", ev->identity, "origin",
                             ev->origin, "tag", ev->tag, "old_keyid", ev->old_keyid, "new_keyid", ev->new_keyid);
       if (j) {

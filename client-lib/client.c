@@ -9,10 +9,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -122,9 +125,94 @@ int mcpsig_socket_path(char *buf, size_t size) {
   return mcpsig_socket_path_default(buf, size);
 }
 
-int mcpsig_connect(mcpsig_client **ret_client, const char *path, int timeout_ms) {
+/* Where every refusal to trust a socket ends: the two ways out. */
+#define PEER_FIX                                                                                      \
+  "set MCPSIG_AUTH_SOCK to your own agent's socket; eval \"$(mcpsig-agent)\" starts one in a private " \
+  "directory"
+
+__attribute__((format(printf, 3, 4)))
+static void why_format(char *why, size_t size, const char *fmt, ...) {
+  va_list ap;
+  if (!why || size == 0)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(why, size, fmt, ap);
+  va_end(ap);
+}
+
+/*
+ * The directory of the socket must be one that only this user (or root) can
+ * change: whoever can write it can listen there in place of the agent. This
+ * is checked before connecting, so such a listener never even sees a
+ * connection.
+ */
+static int socket_dir_verify(const char *path, uid_t uid, char *why, size_t why_size) {
+  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  struct stat st;
+  int r;
+
+  if ((r = proto_socket_dir(path, dir, sizeof(dir))) < 0)
+    return r;
+  r = proto_socket_dir_check(dir, uid, &st);
+  if (r != MCPSIG_EPEER)
+    return 0; /* absent, or not a directory: connecting fails and says so */
+  if (S_ISLNK(st.st_mode))
+    why_format(why, why_size,
+               "the agent's socket %s is in %s, a symbolic link (owned by uid %lu) that can be pointed at another "
+               "user's listener; nothing was sent. Use the real directory, or " PEER_FIX,
+               path, dir, (unsigned long)st.st_uid);
+  else if (st.st_uid != uid && st.st_uid != 0)
+    why_format(why, why_size,
+               "the agent's socket %s is in %s, owned by uid %lu, not by you (uid %lu): whoever owns it can listen "
+               "there in place of your agent; nothing was sent. Remove the directory %s, owned by uid %lu (as root or "
+               "its owner), or " PEER_FIX,
+               path, dir, (unsigned long)st.st_uid, (unsigned long)uid, dir, (unsigned long)st.st_uid);
+  else if (st.st_uid == uid)
+    why_format(why, why_size,
+               "the agent's socket %s is in %s (owned by you, uid %lu), which group or others may write (mode "
+               "%04o): anyone can put a listener there in place of your agent; nothing was sent. Fix it with: "
+               "chmod 700 %s, or " PEER_FIX,
+               path, dir, (unsigned long)uid, (unsigned)(st.st_mode & 07777), dir);
+  else
+    /* Root's and shared, such as /tmp itself: anyone may take the name. */
+    why_format(why, why_size,
+               "the agent's socket %s is in %s (owned by uid 0), which group or others may write (mode %04o): "
+               "anyone can take that name before your agent does; nothing was sent. Put the socket in a directory "
+               "of your own (mode 0700), or " PEER_FIX,
+               path, dir, (unsigned)(st.st_mode & 07777));
+  return MCPSIG_EPEER;
+}
+
+/*
+ * The process listening on the socket must run as this user or as root.
+ * SO_PEERCRED reports the credentials the listener had when it called
+ * listen(), which no later act of its own can change, and it is read before
+ * a single byte is sent: a fake agent learns nothing.
+ */
+static int socket_peer_verify(int fd, const char *path, uid_t uid, char *why, size_t why_size) {
+  char dir[sizeof(((struct sockaddr_un *)0)->sun_path)] = ".";
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0)
+    return -errno;
+  if (cred.uid == uid || cred.uid == 0)
+    return 0;
+  (void)proto_socket_dir(path, dir, sizeof(dir));
+  why_format(why, why_size,
+             "the process listening on %s runs as uid %lu, not as you (uid %lu) or root: it is not your agent; "
+             "nothing was sent. Remove the directory %s (or the socket in it), or " PEER_FIX,
+             path, (unsigned long)cred.uid, (unsigned long)uid, dir);
+  return MCPSIG_EPEER;
+}
+
+static int connect_verified(mcpsig_client **ret_client, const char *path, int timeout_ms, char *why,
+                            size_t why_size) {
   char def[sizeof(((struct sockaddr_un *)0)->sun_path)];
   struct sockaddr_un sa = { .sun_family = AF_UNIX };
+  /* The agent serves only peers of its own effective uid; its clients trust
+   * only an agent of theirs (or root). */
+  uid_t uid = geteuid();
   int r;
 
   if (!ret_client)
@@ -139,6 +227,8 @@ int mcpsig_connect(mcpsig_client **ret_client, const char *path, int timeout_ms)
   strcpy(sa.sun_path, path);
   if (timeout_ms <= 0)
     timeout_ms = MCPSIG_DEFAULT_TIMEOUT_MS;
+  if ((r = socket_dir_verify(path, uid, why, why_size)) < 0)
+    return r;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
     return -errno;
@@ -152,15 +242,21 @@ int mcpsig_connect(mcpsig_client **ret_client, const char *path, int timeout_ms)
       }
       if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &so, &sl) < 0 || so != 0) {
         close(fd);
+        why_format(why, why_size, "cannot connect to the agent at %s: %s", path, strerror(so));
         errno = so;
         return MCPSIG_ECONNECT;
       }
     } else {
       int e = errno;
       close(fd);
+      why_format(why, why_size, "cannot connect to the agent at %s: %s", path, strerror(e));
       errno = e;
       return MCPSIG_ECONNECT;
     }
+  }
+  if ((r = socket_peer_verify(fd, path, uid, why, why_size)) < 0) {
+    close(fd);
+    return r;
   }
   mcpsig_client *c = calloc(1, sizeof(*c));
   if (!c) {
@@ -173,6 +269,24 @@ int mcpsig_connect(mcpsig_client **ret_client, const char *path, int timeout_ms)
   c->events_tail = &c->events;
   *ret_client = c;
   return 0;
+}
+
+int mcpsig_connect_explain(mcpsig_client **ret_client, const char *path, int timeout_ms, char *why,
+                           size_t why_size) {
+  if (why && why_size > 0)
+    why[0] = '\0';
+  int r = connect_verified(ret_client, path, timeout_ms, why, why_size);
+  if (r < 0 && why && why_size > 0 && !why[0]) {
+    int e = errno;
+    why_format(why, why_size, "cannot connect to the agent at %s: %s", path ? path : "(the default socket)",
+               mcpsig_strerror(r));
+    errno = e;
+  }
+  return r;
+}
+
+int mcpsig_connect(mcpsig_client **ret_client, const char *path, int timeout_ms) {
+  return connect_verified(ret_client, path, timeout_ms, NULL, 0);
 }
 
 mcpsig_client *mcpsig_close(mcpsig_client *c) {
@@ -269,9 +383,27 @@ static int agent_code(int64_t code) {
 }
 
 /* Decodes a notification; NULL if it is not one this library knows. */
+/* "events.lost": the agent dropped notifications this connection did not read. */
+static mcpsig_event *event_lost_decode(const msgpack_object *m) {
+  const msgpack_object *f = m->via.array.ptr;
+  struct proto_events_lost lost;
+  if (f[2].type != MSGPACK_OBJECT_ARRAY || f[2].via.array.size != 1 ||
+      proto_decode(&proto_events_lost_schema, &f[2].via.array.ptr[0], NULL, &lost, 0, NULL, 0) < 0 || lost.count < 0)
+    return NULL;
+  mcpsig_event *ev = calloc(1, sizeof(*ev));
+  if (!ev)
+    return NULL;
+  *ev = (mcpsig_event){ "lost", "", "", "", "", "", NULL, (uint64_t)lost.count };
+  return ev;
+}
+
 static mcpsig_event *event_decode(const msgpack_object *m) {
   const msgpack_object *f = m->via.array.ptr;
   size_t n = strlen(PROTO_ROTATION_NOTIFICATION);
+  size_t nl = strlen(PROTO_EVENTS_LOST_NOTIFICATION);
+  if (f[1].type == MSGPACK_OBJECT_STR && f[1].via.str.size == nl &&
+      memcmp(f[1].via.str.ptr, PROTO_EVENTS_LOST_NOTIFICATION, nl) == 0)
+    return event_lost_decode(m);
   if (f[1].type != MSGPACK_OBJECT_STR || f[1].via.str.size != n ||
       memcmp(f[1].via.str.ptr, PROTO_ROTATION_NOTIFICATION, n) != 0 || f[2].type != MSGPACK_OBJECT_ARRAY ||
       f[2].via.array.size != 1)
@@ -284,7 +416,7 @@ static mcpsig_event *event_decode(const msgpack_object *m) {
     free(ev);
     return NULL;
   }
-  *ev = (mcpsig_event){ e.event, e.identity, e.origin, e.tag, e.old_keyid, e.new_keyid, zone };
+  *ev = (mcpsig_event){ e.event, e.identity, e.origin, e.tag, e.old_keyid, e.new_keyid, zone, 0 };
   return ev;
 }
 
@@ -470,40 +602,129 @@ mcpsig_hello_info *mcpsig_hello_info_free(mcpsig_hello_info *info) {
   return NULL;
 }
 
-int mcpsig_list(mcpsig_client *c, mcpsig_list_result **ret_list) {
-  struct proto_list_result res;
-  msgpack_zone *zone = NULL;
-  char empty = 0;
-  int r = call(c, "identity.list", &proto_empty_schema, &empty, &proto_list_result_schema, &res, &zone);
-  if (r < 0)
-    return r;
-  mcpsig_list_result *l = calloc(1, sizeof(*l));
-  mcpsig_identity *ids = msgpack_zone_malloc(zone, (res.n_identities + 1) * sizeof(*ids));
-  mcpsig_binding *bs = msgpack_zone_malloc(zone, (res.n_bindings + 1) * sizeof(*bs));
-  if (!l || !ids || !bs) {
-    free(l);
-    msgpack_zone_free(zone);
+/* What a joined listing owns: the zone of every page, and the two arrays. */
+struct list_box {
+  msgpack_zone **zones;
+  size_t n_zones;
+  mcpsig_identity *ids;
+  mcpsig_binding *bs;
+};
+
+static void list_box_free(struct list_box *box) {
+  if (!box)
+    return;
+  for (size_t i = 0; i < box->n_zones; i++)
+    msgpack_zone_free(box->zones[i]);
+  free(box->zones);
+  free(box->ids);
+  free(box->bs);
+  free(box);
+}
+
+/* Grows *arr to hold n more elements of size each beyond *len. */
+static int array_reserve(void *arr, size_t *cap, size_t len, size_t more, size_t each) {
+  if (more <= *cap - len)
+    return 0;
+  size_t want = *cap ? *cap : 64;
+  while (want - len < more) {
+    if (want > SIZE_MAX / 2 / each)
+      return -ENOMEM;
+    want *= 2;
+  }
+  void *p = realloc(*(void **)arr, want * each);
+  if (!p)
     return -ENOMEM;
+  *(void **)arr = p;
+  *cap = want;
+  return 0;
+}
+
+/* Whether binding b sorts strictly after a: identity, then origin. */
+static bool binding_after(const mcpsig_binding *a, const struct proto_binding *b) {
+  int d = strcmp(b->identity, a->identity);
+  return d > 0 || (d == 0 && strcmp(b->origin, a->origin) > 0);
+}
+
+int mcpsig_list(mcpsig_client *c, mcpsig_list_result **ret_list) {
+  struct list_box *box = calloc(1, sizeof(*box));
+  mcpsig_list_result *l = calloc(1, sizeof(*l));
+  size_t n_ids = 0, n_bs = 0, cap_ids = 0, cap_bs = 0, cap_zones = 0;
+  const char *after = NULL;
+  int r;
+
+  if (!ret_list) {
+    r = set_error(c, -EINVAL, NULL);
+    goto fail;
   }
-  for (size_t i = 0; i < res.n_identities; i++)
-    ids[i] = (mcpsig_identity){ res.identities[i].name, res.identities[i].alg };
-  for (size_t i = 0; i < res.n_bindings; i++) {
-    const struct proto_binding *pb = &res.bindings[i];
-    bs[i] = (mcpsig_binding){ pb->identity, pb->origin, pb->tag, pb->keyid, pb->alg, pb->state, pb->pending_keyid,
-                              (const char *const *)pb->retired, pb->n_retired };
+  if (!box || !l) {
+    r = set_error(c, -ENOMEM, NULL);
+    goto fail;
   }
-  l->identities = ids;
-  l->n_identities = res.n_identities;
-  l->bindings = bs;
-  l->n_bindings = res.n_bindings;
-  l->internal_ = zone;
+  /* The agent lists in pages, each within one message (PROTOCOL.md §7.2).
+   * The first request carries no parameter, so that an agent from before
+   * pages, which takes none, answers it with everything at once. */
+  for (;;) {
+    struct proto_list_params p = { .after = after };
+    struct proto_list_result res;
+    msgpack_zone *zone = NULL;
+    if ((r = call(c, "identity.list", &proto_list_params_schema, &p, &proto_list_result_schema, &res, &zone)) < 0)
+      goto fail;
+    if ((r = array_reserve(&box->zones, &cap_zones, box->n_zones, 1, sizeof(*box->zones))) < 0) {
+      msgpack_zone_free(zone);
+      r = set_error(c, r, NULL);
+      goto fail;
+    }
+    box->zones[box->n_zones++] = zone; /* owned by the box: the page's strings live in it */
+    if ((r = array_reserve(&box->ids, &cap_ids, n_ids, res.n_identities + 1, sizeof(*box->ids))) < 0 ||
+        (r = array_reserve(&box->bs, &cap_bs, n_bs, res.n_bindings + 1, sizeof(*box->bs))) < 0) {
+      r = set_error(c, r, NULL);
+      goto fail;
+    }
+    /* Pages follow one another in order: a page that goes back, or one that
+     * promises more but brings nothing, would list an entry twice or never
+     * end. */
+    for (size_t i = 0; i < res.n_identities; i++) {
+      if (n_ids > 0 && strcmp(res.identities[i].name, box->ids[n_ids - 1].name) <= 0) {
+        r = set_error(c, MCPSIG_EPROTO, "the agent listed identities out of order");
+        goto fail;
+      }
+      box->ids[n_ids++] = (mcpsig_identity){ res.identities[i].name, res.identities[i].alg };
+    }
+    for (size_t i = 0; i < res.n_bindings; i++) {
+      const struct proto_binding *pb = &res.bindings[i];
+      if (n_bs > 0 && !binding_after(&box->bs[n_bs - 1], pb)) {
+        r = set_error(c, MCPSIG_EPROTO, "the agent listed bindings out of order");
+        goto fail;
+      }
+      box->bs[n_bs++] = (mcpsig_binding){ pb->identity, pb->origin, pb->tag, pb->keyid, pb->alg, pb->state,
+                                          pb->pending_keyid, (const char *const *)pb->retired, pb->n_retired,
+                                          pb->retired_dropped > 0 ? (uint64_t)pb->retired_dropped : 0 };
+    }
+    if (!res.next)
+      break;
+    if (res.n_identities + res.n_bindings == 0 || (after && strcmp(res.next, after) == 0)) {
+      r = set_error(c, MCPSIG_EPROTO, "the agent sent a page of its listing that does not move forward");
+      goto fail;
+    }
+    after = res.next;
+  }
+  l->identities = box->ids;
+  l->n_identities = n_ids;
+  l->bindings = box->bs;
+  l->n_bindings = n_bs;
+  l->internal_ = box;
   *ret_list = l;
   return 0;
+
+fail:
+  list_box_free(box);
+  free(l);
+  return r;
 }
 
 mcpsig_list_result *mcpsig_list_result_free(mcpsig_list_result *l) {
   if (l) {
-    msgpack_zone_free(l->internal_);
+    list_box_free(l->internal_);
     free(l);
   }
   return NULL;
@@ -713,7 +934,8 @@ static int binding_result(msgpack_zone *zone, const struct proto_binding *pb, mc
     return -ENOMEM;
   }
   box->b = (mcpsig_binding){ pb->identity, pb->origin, pb->tag, pb->keyid, pb->alg, pb->state, pb->pending_keyid,
-                             (const char *const *)pb->retired, pb->n_retired };
+                             (const char *const *)pb->retired, pb->n_retired,
+                             pb->retired_dropped > 0 ? (uint64_t)pb->retired_dropped : 0 };
   box->zone = zone;
   *ret_binding = &box->b;
   return 0;
@@ -855,7 +1077,8 @@ int mcpsig_event_next(mcpsig_client *c, int timeout_ms, mcpsig_event **ret_event
 
 mcpsig_event *mcpsig_event_free(mcpsig_event *ev) {
   if (ev) {
-    msgpack_zone_free(ev->internal_);
+    if (ev->internal_)
+      msgpack_zone_free(ev->internal_);
     free(ev);
   }
   return NULL;

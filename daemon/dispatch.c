@@ -201,6 +201,7 @@ static void binding_describe(struct binding *b, struct proto_binding *out) {
   out->pending_keyid = b->has_pending ? b->pending.keyid : NULL;
   out->retired = (const char **)b->retired;
   out->n_retired = b->n_retired;
+  out->retired_dropped = b->retired_dropped > INT64_MAX ? INT64_MAX : (int64_t)b->retired_dropped;
 }
 
 static int identity_cmp(const void *x, const void *y) {
@@ -208,33 +209,114 @@ static int identity_cmp(const void *x, const void *y) {
 }
 
 static int m_identity_list(struct call *c) {
+  struct proto_list_params p;
   struct proto_list_result res = { 0 };
+  struct proto_identity_entry *ids = NULL;
   struct binding **list = NULL;
-  size_t n = 0, i = 0;
-  char dummy;
-  int r = decode(c, &proto_empty_schema, &dummy);
+  char after_name[MCPSIG_MAX_IDENTITY_LEN + 1] = "", next[MCPSIG_LIST_CURSOR_MAX + 1];
+  const char *after_origin = "", *last_name = NULL, *last_origin = NULL;
+  size_t n = 0, n_ids = 0, i = 0, k = 0, i0, k0, items = 0, bytes = 0, limit = MCPSIG_LIST_PAGE_MAX;
+  int r = 0;
+  /* [] and [nil] stay valid, as before identity.list took parameters. */
+  if (c->params->type == MSGPACK_OBJECT_NIL)
+    memset(&p, 0, sizeof(p));
+  else
+    r = decode(c, &proto_list_params_schema, &p);
   if (r < 0)
     return reply_error(c, r);
+  if (p.has_limit) {
+    if (p.limit < 1 || p.limit > (int64_t)MCPSIG_LIST_PAGE_MAX)
+      return reply_error(c, set_err(c, MCPSIG_EPARAM, "params.limit: must be from 1 to %u", MCPSIG_LIST_PAGE_MAX));
+    limit = (size_t)p.limit;
+  }
+  if (p.after) {
+    /* The cursor is the last entry of the page before: "IDENTITY ORIGIN",
+     * with an empty ORIGIN for an identity's own entry. Identity names hold
+     * no space. A key rather than a position, so that bindings added or
+     * removed between two pages shift nothing: no entry comes twice. */
+    const char *sp = strchr(p.after, ' ');
+    size_t len = sp ? (size_t)(sp - p.after) : 0;
+    if (len > 0 && len <= MCPSIG_MAX_IDENTITY_LEN) {
+      memcpy(after_name, p.after, len);
+      after_name[len] = '\0';
+    }
+    if (!identity_name_valid(after_name))
+      return reply_error(c, set_err(c, MCPSIG_EPARAM,
+                                    "params.after: not a cursor from identity.list's \"next\"; list again without after"));
+    after_origin = sp + 1;
+  }
   if ((r = agent_bindings_sorted(c->a, &list, &n)) < 0)
     return reply_error(c, r);
-  res.identities = calloc(c->a->n_identities + 1, sizeof(*res.identities));
-  res.bindings = calloc(n + 1, sizeof(*res.bindings));
-  if (!res.identities || !res.bindings) {
+  ids = calloc(c->a->n_identities + 1, sizeof(*ids));
+  res.bindings = calloc(n < limit ? n + 1 : limit, sizeof(*res.bindings));
+  if (!ids || !res.bindings) {
     r = reply_error(c, -ENOMEM);
     goto out;
   }
-  for (struct identity *id = c->a->identities; id; id = id->next, i++) {
-    res.identities[i].name = id->name;
-    res.identities[i].alg = key_alg_name(id->alg);
+  for (struct identity *id = c->a->identities; id; id = id->next, n_ids++) {
+    ids[n_ids].name = id->name;
+    ids[n_ids].alg = key_alg_name(id->alg);
   }
-  res.n_identities = i;
-  qsort(res.identities, i, sizeof(*res.identities), identity_cmp);
-  for (i = 0; i < n; i++)
-    binding_describe(list[i], &res.bindings[i]);
-  res.n_bindings = n;
+  qsort(ids, n_ids, sizeof(*ids), identity_cmp);
+  /* Entries at or before the cursor were on earlier pages. */
+#define LIST_AFTER_CURSOR(name, origin)                                                           \
+  (!p.after || strcmp((name), after_name) > 0 || (strcmp((name), after_name) == 0 && strcmp((origin), after_origin) > 0))
+  while (i < n_ids && !LIST_AFTER_CURSOR(ids[i].name, ""))
+    i++;
+  while (k < n && !LIST_AFTER_CURSOR(list[k]->identity->name, list[k]->origin))
+    k++;
+#undef LIST_AFTER_CURSOR
+  i0 = i;
+  k0 = k;
+  /* An upper bound of an entry's encoded size: each str costs at most its
+   * length and a 5-byte header, each key its name and a 1-byte header. */
+#define LIST_STR_SIZE(s) ((s) ? strlen(s) + 5 : 1)
+  while (items < limit && (i < n_ids || k < n)) {
+    /* An identity's own entry sorts before its bindings (empty origin). */
+    bool identity_next = i < n_ids && (k == n || strcmp(ids[i].name, list[k]->identity->name) <= 0);
+    size_t size;
+    const char *name, *origin;
+    if (identity_next) {
+      size = 1 + 5 + 4 + LIST_STR_SIZE(ids[i].name) + LIST_STR_SIZE(ids[i].alg);
+      name = ids[i].name;
+      origin = "";
+    } else {
+      struct proto_binding *pb = &res.bindings[k - k0];
+      /* PROTOCOL.md §9.2: a listed keyid is the thumbprint of its key, checked
+       * once per binding (a record whose stored keyid lies is repaired here). */
+      (void)key_check(c->a->pool, &list[k]->active);
+      binding_describe(list[k], pb);
+      size = 1 + 58 + LIST_STR_SIZE(pb->identity) + LIST_STR_SIZE(pb->origin) + LIST_STR_SIZE(pb->tag) +
+             LIST_STR_SIZE(pb->keyid) + LIST_STR_SIZE(pb->alg) + LIST_STR_SIZE(pb->state) +
+             LIST_STR_SIZE(pb->pending_keyid) + 5;
+      for (size_t j = 0; j < pb->n_retired; j++)
+        size += LIST_STR_SIZE(pb->retired[j]);
+      name = pb->identity;
+      origin = pb->origin;
+    }
+    /* A page ends before it outgrows one message; it always holds one entry. */
+    if (items > 0 && bytes + size > MCPSIG_LIST_PAGE_BYTES)
+      break;
+    bytes += size;
+    items++;
+    if (identity_next)
+      i++;
+    else
+      k++;
+    last_name = name;
+    last_origin = origin;
+  }
+#undef LIST_STR_SIZE
+  res.identities = ids + i0;
+  res.n_identities = i - i0;
+  res.n_bindings = k - k0;
+  if (last_name && (i < n_ids || k < n)) {
+    snprintf(next, sizeof(next), "%s %s", last_name, last_origin);
+    res.next = next;
+  }
   r = reply_result(c, &proto_list_result_schema, &res);
 out:
-  free(res.identities);
+  free(ids);
   free(res.bindings);
   free(list);
   return r;
@@ -467,9 +549,15 @@ static int m_sign_http(struct call *c) {
     return reply_error(c, r);
 
   /* The covered headers are the request's plus the Content-Digest we return. */
-  for (size_t i = 0; i < p.n_headers; i++)
+  for (size_t i = 0; i < p.n_headers; i++) {
     if (strcasecmp(p.headers[i].name, "content-digest") == 0)
       have_digest_header = true;
+    /* The agent writes Signature-Agent; covering "signature-agent" means its value. */
+    if (strcasecmp(p.headers[i].name, "signature-agent") == 0)
+      return reply_error(c, set_err(c, MCPSIG_EPARAM,
+                                    "sign.http: the agent writes the Signature-Agent header itself; to cover it, "
+                                    "name \"signature-agent\" in components"));
+  }
   headers = calloc(p.n_headers + 1, sizeof(*headers));
   if (!headers)
     return reply_error(c, -ENOMEM);
@@ -521,7 +609,9 @@ static int m_sign_http(struct call *c) {
      * be signed must not create a binding. */
     struct httpsig_params dry = { .created = 0 };
     struct buf base = BUF_INIT, sp = BUF_INIT;
+    req.signature_agent = "\"data:\""; /* the key, and so its value, does not exist yet */
     r = httpsig_base_build(&req, plan.components, plan.n_components, &dry, &base, &sp, c->err, sizeof(c->err));
+    req.signature_agent = NULL;
     buf_free(&base);
     buf_free(&sp);
     if (r < 0)
@@ -543,7 +633,10 @@ static int m_sign_http(struct call *c) {
 
   int64_t created = agent_now(c->a);
   const char *signature_agent = NULL;
-  if ((r = key_public_values(k, NULL, &signature_agent)) < 0 || (r = sign_one(c, &req, &plan, b, k, created, &out)) < 0)
+  if ((r = key_public_values(k, NULL, &signature_agent)) < 0)
+    goto out;
+  req.signature_agent = signature_agent;
+  if ((r = sign_one(c, &req, &plan, b, k, created, &out)) < 0)
     goto out;
   c->a->n_signatures++;
   log_signature(c->peer, b, k, plan.label);
@@ -898,11 +991,24 @@ bad_envelope:
 
 ssize_t dispatch_bytes(struct agent *a, struct dispatch_peer *peer, const unsigned char *buf, size_t len,
                        msgpack_packer *pk) {
+  return dispatch_bytes_bounded(a, peer, buf, len, pk, NULL, SIZE_MAX, NULL);
+}
+
+ssize_t dispatch_bytes_bounded(struct agent *a, struct dispatch_peer *peer, const unsigned char *buf, size_t len,
+                               msgpack_packer *pk, const msgpack_sbuffer *out, size_t out_max, bool *ret_more) {
   size_t used = 0;
+  if (ret_more)
+    *ret_more = false;
   while (used < len) {
     ssize_t n = proto_frame_scan(buf + used, len - used, MCPSIG_MAX_MSG_LEN, MCPSIG_MAX_DEPTH);
     if (n == 0)
       break;
+    if (n > 0 && out && out->size >= out_max) {
+      /* A complete request is left, and the replies so far fill the budget. */
+      if (ret_more)
+        *ret_more = true;
+      break;
+    }
     if (n < 0) {
       proto_error_encode(pk, NULL, (int)n, NULL);
       return n;

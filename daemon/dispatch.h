@@ -40,6 +40,14 @@ int dispatch_message(struct agent *a, struct dispatch_peer *peer, const msgpack_
 ssize_t dispatch_bytes(struct agent *a, struct dispatch_peer *peer, const unsigned char *buf, size_t len,
                        msgpack_packer *pk);
 
+/*
+ * As dispatch_bytes(), but stops before a complete message once out (the
+ * buffer pk writes into) holds out_max bytes or more; *ret_more is then true.
+ * At most one reply beyond out_max is written.
+ */
+ssize_t dispatch_bytes_bounded(struct agent *a, struct dispatch_peer *peer, const unsigned char *buf, size_t len,
+                               msgpack_packer *pk, const msgpack_sbuffer *out, size_t out_max, bool *ret_more);
+
 /* The methods the dispatcher handles, for the test that checks proto_methods against them. */
 size_t dispatch_method_count(void);
 const char *dispatch_method_name(size_t i);

@@ -131,6 +131,8 @@ int ec_sign(key_alg alg, const unsigned char *d, const unsigned char *pub, const
   EVP_PKEY *pkey = NULL;
   ECDSA_SIG *es = NULL;
   const BIGNUM *r_bn, *s_bn;
+  EC_GROUP *group = NULL;
+  BIGNUM *half = NULL, *low = NULL;
   int r = MCPSIG_EINTERNAL;
 
   if (!cv)
@@ -145,10 +147,24 @@ int ec_sign(key_alg alg, const unsigned char *d, const unsigned char *pub, const
   if (!(es = d2i_ECDSA_SIG(NULL, &p, (long)der_len)) || p != der + der_len)
     goto out;
   ECDSA_SIG_get0(es, &r_bn, &s_bn);
+  /* Low-S: (r, s) and (r, n - s) are both valid, but strict verifiers
+   * (noble's default, wallet-style ones) accept only s <= n/2, so that a
+   * signature has one form. */
+  if (!(group = EC_GROUP_new_by_curve_name(cv->nid)) || !(half = BN_dup(EC_GROUP_get0_order(group))) ||
+      !BN_rshift1(half, half))
+    goto out;
+  if (BN_cmp(s_bn, half) > 0) {
+    if (!(low = BN_dup(EC_GROUP_get0_order(group))) || !BN_sub(low, low, s_bn))
+      goto out;
+    s_bn = low;
+  }
   if (BN_bn2binpad(r_bn, sig, (int)n) != (int)n || BN_bn2binpad(s_bn, sig + n, (int)n) != (int)n)
     goto out;
   r = 0;
 out:
+  BN_free(half);
+  BN_free(low);
+  EC_GROUP_free(group);
   ECDSA_SIG_free(es);
   EVP_MD_CTX_free(md);
   EVP_PKEY_free(pkey);

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -137,6 +138,11 @@ static int component_value(const struct httpsig_request *req, const char *name, 
     }
   } else if (name[0] == '@') {
     return httpsig_component_check(name, err, errlen);
+  } else if (strcmp(name, "signature-agent") == 0) {
+    /* The agent writes Signature-Agent itself: covering it means covering that value. */
+    if (!req->signature_agent)
+      return errmsg(err, errlen, MCPSIG_ECOMPONENT, "signature-agent cannot be covered here");
+    r = buf_puts(out, req->signature_agent);
   } else {
     bool found;
     size_t start = out->len;
@@ -261,20 +267,79 @@ static bool request_has(const struct httpsig_request *req, const char *name) {
   return false;
 }
 
-/* The SEP-2752 §2.1 set, in the SEP's order. */
+#define MCP_PARAM_PREFIX "mcp-param-"
+#define MCP_PARAM_PREFIX_LEN (sizeof(MCP_PARAM_PREFIX) - 1)
+
+/* The MCP headers covered when present (SEP-2752 §2.1, SPEC-NOTES §10.2), in this order. */
+static const char *const mcp_if_present[] = { "mcp-protocol-version", "mcp-session-id", "mcp-method", "mcp-name" };
+
+bool httpsig_mcp_header(const char *name) {
+  for (size_t i = 0; i < sizeof(mcp_if_present) / sizeof(mcp_if_present[0]); i++)
+    if (strcmp(name, mcp_if_present[i]) == 0)
+      return true;
+  return strncmp(name, MCP_PARAM_PREFIX, MCP_PARAM_PREFIX_LEN) == 0 && name[MCP_PARAM_PREFIX_LEN] != '\0';
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * Every Mcp-Param-* header of the request, lowercased, in byte order and
+ * once each: a stable order that host and server can both rebuild.
+ */
+static int plan_add_mcp_params(struct httpsig_plan *p, const struct httpsig_request *req, char *err, size_t errlen) {
+  const char *names[HTTPSIG_MAX_COMPONENTS];
+  size_t n = 0, storage_len = 0, off = 0;
+  int r;
+
+  for (size_t i = 0; i < req->n_headers; i++)
+    if (strncasecmp(req->headers[i].name, MCP_PARAM_PREFIX, MCP_PARAM_PREFIX_LEN) == 0 &&
+        req->headers[i].name[MCP_PARAM_PREFIX_LEN] != '\0')
+      storage_len += strlen(req->headers[i].name) + 1;
+  if (storage_len == 0)
+    return 0;
+  if (!(p->mcp_storage = malloc(storage_len)))
+    return -ENOMEM;
+  for (size_t i = 0; i < req->n_headers; i++) {
+    const char *h = req->headers[i].name;
+    if (strncasecmp(h, MCP_PARAM_PREFIX, MCP_PARAM_PREFIX_LEN) != 0 || h[MCP_PARAM_PREFIX_LEN] == '\0')
+      continue;
+    char *lc = p->mcp_storage + off;
+    size_t len = strlen(h);
+    for (size_t k = 0; k <= len; k++)
+      lc[k] = (char)tolower((unsigned char)h[k]);
+    off += len + 1;
+    bool dup = false;
+    for (size_t k = 0; k < n; k++)
+      dup = dup || strcmp(names[k], lc) == 0;
+    if (dup)
+      continue;
+    if (n == HTTPSIG_MAX_COMPONENTS)
+      return errmsg(err, errlen, MCPSIG_ECOMPONENT, "too many Mcp-Param-* headers to cover (at most %d components)",
+                    HTTPSIG_MAX_COMPONENTS);
+    names[n++] = lc;
+  }
+  qsort(names, n, sizeof(names[0]), cmp_str);
+  for (size_t k = 0; k < n; k++)
+    if (!plan_has(p, names[k]) && (r = plan_add(p, names[k], err, errlen)) < 0)
+      return r;
+  return 0;
+}
+
+/* The SEP-2752 §2.1 set, in the SEP's order, then the MCP headers of the 2026-07-28 revision. */
 static int plan_add_profile(struct httpsig_plan *p, const struct httpsig_request *req, char *err, size_t errlen) {
   static const char *const always[] = { "@method", "@target-uri", "content-digest" };
-  static const char *const if_present[] = { "mcp-protocol-version", "mcp-session-id" };
   int r;
 
   for (size_t i = 0; i < 3; i++)
     if (!plan_has(p, always[i]) && (r = plan_add(p, always[i], err, errlen)) < 0)
       return r;
-  for (size_t i = 0; i < 2; i++)
-    if (request_has(req, if_present[i]) && !plan_has(p, if_present[i]) &&
-        (r = plan_add(p, if_present[i], err, errlen)) < 0)
+  for (size_t i = 0; i < sizeof(mcp_if_present) / sizeof(mcp_if_present[0]); i++)
+    if (request_has(req, mcp_if_present[i]) && !plan_has(p, mcp_if_present[i]) &&
+        (r = plan_add(p, mcp_if_present[i], err, errlen)) < 0)
       return r;
-  return 0;
+  return plan_add_mcp_params(p, req, err, errlen);
 }
 
 static char *str_dup_checked(const struct sfv_bare *v) {
@@ -395,9 +460,13 @@ int httpsig_plan_build(const struct httpsig_request *req, const char *accept_sig
    * signature (SEP-2752 §2.1), so the profile's set is always covered. */
   if ((r = plan_add_profile(&p, req, err, errlen)) < 0)
     goto fail;
-  for (size_t i = 0; i < n_extra; i++)
+  for (size_t i = 0; i < n_extra; i++) {
+    /* "Cover if present": an MCP header the host names, and this request lacks. */
+    if (httpsig_mcp_header(extra[i]) && !request_has(req, extra[i]))
+      continue;
     if (!plan_has(&p, extra[i]) && (r = plan_add(&p, extra[i], err, errlen)) < 0)
       goto fail;
+  }
   *ret_plan = p;
   return 0;
 fail:
@@ -411,5 +480,6 @@ void httpsig_plan_free(struct httpsig_plan *plan) {
   free(plan->server_tag);
   free(plan->server_alg);
   free(plan->storage);
+  free(plan->mcp_storage);
   memset(plan, 0, sizeof(*plan));
 }

@@ -24,6 +24,8 @@ struct httpsig_request {
   struct uri target;                 /* parsed from uri by httpsig_request_init */
   const struct proto_pair *headers;
   size_t n_headers;
+  const char *signature_agent;       /* the Signature-Agent value the agent emits, for the
+                                        "signature-agent" component; NULL: not known yet */
 };
 
 struct httpsig_params {
@@ -45,7 +47,16 @@ struct httpsig_plan {
   char *server_tag;                  /* a tag value the server asked for (we keep ours) */
   char *server_alg;                  /* an alg value the server asked for (never sent) */
   char *storage;                     /* backing for component names from Accept-Signature */
+  char *mcp_storage;                 /* backing for the lowercase mcp-param-* names */
 };
+
+/*
+ * Whether a component names one of the MCP headers that are covered when a
+ * request carries them: mcp-protocol-version, mcp-session-id, mcp-method,
+ * mcp-name and mcp-param-*. A host may name these explicitly whether or not
+ * the request has them ("cover if present").
+ */
+bool httpsig_mcp_header(const char *name);
 
 /* Validates method and uri (see uri_parse_target) and fills req. */
 int httpsig_request_init(struct httpsig_request *req, const char *method, const char *uri,
@@ -59,10 +70,13 @@ int httpsig_component_check(const char *name, char *err, size_t errlen);
 
 /*
  * Decides what to cover: the SEP-2752 set (@method @target-uri
- * content-digest, plus mcp-protocol-version and mcp-session-id when the
- * request carries them), or, given the server's Accept-Signature, its label
- * and components (followed by any SEP component it left out) and
- * parameters; then any extra components. Free with httpsig_plan_free().
+ * content-digest, then, when the request carries them, mcp-protocol-version,
+ * mcp-session-id, mcp-method, mcp-name and every mcp-param-* in byte order
+ * of its lowercase name), or, given the server's Accept-Signature, its label
+ * and components (followed by any profile component it left out) and
+ * parameters; then any extra components, where an MCP header the request
+ * lacks is left out rather than refused. "signature-agent" means the value
+ * the agent emits (req->signature_agent). Free with httpsig_plan_free().
  */
 int httpsig_plan_build(const struct httpsig_request *req, const char *accept_signature, const char *label,
                        const char *const *extra, size_t n_extra, struct httpsig_plan *ret_plan, char *err,

@@ -12,6 +12,7 @@
 #include <systemd/sd-journal.h>
 
 #include "dispatch.h"
+#include "errmsg.h"
 #include "log.h"
 #include "peer.h"
 
@@ -69,9 +70,21 @@ int log_level_parse(const char *name, int *ret_priority) {
   return -1;
 }
 
+/* Every record is one line: control characters in its message (which may
+ * echo a request) are escaped before any sink sees it. */
 static void emit(const struct log_record *rec) {
-  if (rec->priority <= level)
-    sink(rec, sink_data);
+  char line[1024];
+  if (rec->priority > level)
+    return;
+  struct log_record safe = *rec;
+  if (rec->message && rec->message[strcspn(rec->message, "\x01\x02\x03\x04\x05\x06\x07\x08\t\n\x0b\x0c\r"
+                                                          "\x0e\x0f\x10\x11\x12\x13\x14\x15\x16\x17\x18\x19"
+                                                          "\x1a\x1b\x1c\x1d\x1e\x1f\x7f")]) {
+    snprintf(line, sizeof(line), "%s", rec->message);
+    text_escape_controls(line, sizeof(line));
+    safe.message = line;
+  }
+  sink(&safe, sink_data);
 }
 
 /* ---- sinks ---- */

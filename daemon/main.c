@@ -365,6 +365,44 @@ static int run(const char *keystore, const char *path, int listen_fd, int ready_
   return 0;
 }
 
+/*
+ * ${TMPDIR:-/tmp}/mcpsig-UID is a name any user can take first. When it is
+ * taken (not a directory of ours that no one else may write), a detached
+ * agent without -a listens in a fresh private directory instead, as
+ * ssh-agent does, and the MCPSIG_AUTH_SOCK it prints leads clients there.
+ * Clients without it are still refused at the fixed path: they check it too.
+ */
+static int socket_path_private_fallback(char path[PATH_MAX]) {
+  char fixed[PATH_MAX], dir[PATH_MAX], why[96], priv[PATH_MAX];
+  const char *tmpdir = getenv("TMPDIR");
+  struct stat st;
+
+  if (!tmpdir || tmpdir[0] != '/')
+    tmpdir = "/tmp";
+  if (proto_socket_path_fallback(fixed, sizeof(fixed), tmpdir, getuid()) < 0 || strcmp(path, fixed) != 0 ||
+      proto_socket_dir(fixed, dir, sizeof(dir)) < 0)
+    return 0; /* $XDG_RUNTIME_DIR or /run/user/UID: the user's own */
+  int r = proto_socket_dir_check(dir, getuid(), &st);
+  if (r == 0 || r == -ENOENT)
+    return 0;
+  if (r == MCPSIG_EPEER || r == -ENOTDIR)
+    snprintf(why, sizeof(why), "owned by uid %lu, mode %04o", (unsigned long)st.st_uid, (unsigned)(st.st_mode & 07777));
+  else
+    snprintf(why, sizeof(why), "%s", strerror(-r));
+  /* "mcpsig.": a dot, so the name is never another uid's mcpsig-UID. */
+  errno = ENAMETOOLONG;
+  if (snprintf(priv, sizeof(priv), "%s/mcpsig.XXXXXX", tmpdir) >= (int)sizeof(priv) ||
+      snprintf(path, PATH_MAX, "%s/agent.sock", priv) >= PATH_MAX || !mkdtemp(priv) ||
+      snprintf(path, PATH_MAX, "%s/agent.sock", priv) >= PATH_MAX) {
+    log_msg(LOG_ERR, "%s is not this user's (%s), and no private directory can be made in %s: %s", dir, why, tmpdir,
+            strerror(errno));
+    return -1;
+  }
+  log_msg(LOG_WARNING, "%s is not this user's (%s): listening in %s instead, published through MCPSIG_AUTH_SOCK", dir,
+          why, priv);
+  return 0;
+}
+
 /* The path of a socket systemd passed, for messages. */
 static void socket_name(int fd, char *buf, size_t size) {
   struct sockaddr_un sa;
@@ -443,6 +481,8 @@ int main(int argc, char **argv) {
   }
   if (arg_foreground)
     return run(keystore, path, -1, -1);
+  if (!arg_socket && socket_path_private_fallback(path) < 0)
+    return 1;
 
   /* Detach: the child sets everything up and reports readiness through a
    * pipe, so the parent exits only when the socket already answers, and

@@ -30,6 +30,12 @@
 #include "service.h"
 
 #define READ_CHUNK (64u * 1024u)
+/* Replies made for one connection in one turn of the event loop before the
+ * next turn: pipelined requests then wait for the loop, not the loop for them. */
+#define ROUND_OUT (256u * 1024u)
+/* What one queued write costs beyond its bytes: the request, the buffer's
+ * header, and the allocator's own bookkeeping. */
+#define WRITE_OVERHEAD (sizeof(struct write_req) + 64u)
 
 struct conn {
   uv_pipe_t pipe;
@@ -41,6 +47,10 @@ struct conn {
   bool reading;
   bool closing;
   uint64_t partial_since;   /* uv_now() when rx began to hold an incomplete message; 0: none */
+  uint64_t last_active;     /* uv_now() of the last byte read or written */
+  size_t queued;            /* memory held by unsent output: allocated bytes, not payload */
+  bool held;                /* rx holds complete requests not yet answered (output budget) */
+  uint64_t events_lost;     /* notifications dropped since the last "events.lost" */
   struct conn *prev, *next;
 };
 
@@ -48,6 +58,7 @@ struct write_req {
   uv_write_t req;
   msgpack_sbuffer sb;
   struct conn *conn;
+  size_t cost;              /* what it adds to conn->queued */
   bool close_after;
 };
 
@@ -182,9 +193,31 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b) {
   b->len = c->rx_cap - c->rx_len;
 }
 
+static void conn_process(struct conn *c);
+static void conn_lost_notify(struct conn *c);
+
+static void reading_start(struct conn *c) {
+  if (c->reading || c->closing)
+    return;
+  if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0) {
+    c->reading = true;
+    /* The wait for the rest of a message starts again: we were the ones not reading. */
+    if (c->partial_since)
+      c->partial_since = uv_now(c->srv->loop);
+  }
+}
+
+static void reading_stop(struct conn *c) {
+  if (!c->reading)
+    return;
+  uv_read_stop((uv_stream_t *)&c->pipe);
+  c->reading = false;
+}
+
 static void on_written(uv_write_t *req, int status) {
   struct write_req *w = (struct write_req *)req;
   struct conn *c = w->conn;
+  c->queued -= w->cost;
   msgpack_sbuffer_destroy(&w->sb);
   bool close_after = w->close_after;
   free(w);
@@ -194,32 +227,53 @@ static void on_written(uv_write_t *req, int status) {
     conn_close(c);
     return;
   }
-  if (!c->reading && uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) < SERVER_MAX_PENDING_OUT / 2) {
-    if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) == 0) {
-      c->reading = true;
-      /* The wait for the rest of a message starts again: we were the ones not reading. */
-      if (c->partial_since)
-        c->partial_since = uv_now(c->srv->loop);
-    }
-  }
+  c->last_active = uv_now(c->srv->loop);
+  if (c->events_lost && c->queued < SERVER_MAX_NOTIFY_QUEUED / 2)
+    conn_lost_notify(c);
+  if (c->queued >= SERVER_MAX_PENDING_OUT / 2)
+    return;
+  /* Requests that waited for room are answered before more are read. */
+  if (c->held)
+    conn_process(c);
+  else
+    reading_start(c);
 }
 
+/*
+ * Queues w's bytes. What counts against the output limit is the memory w
+ * holds (its buffer is trimmed to the payload first), not only the payload:
+ * a queue of small replies costs far more than their bytes.
+ */
 static void conn_send(struct conn *c, struct write_req *w, bool close_after) {
-  uv_buf_t b = uv_buf_init(w->sb.data, (unsigned)w->sb.size);
   w->conn = c;
   w->close_after = close_after;
-  if (w->sb.size == 0 || uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, on_written) < 0) {
+  if (w->sb.size == 0) {
     msgpack_sbuffer_destroy(&w->sb);
     free(w);
     if (close_after)
       conn_close(c);
     return;
   }
-  /* A peer that never reads cannot make us buffer without bound. */
-  if (c->reading && uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > SERVER_MAX_PENDING_OUT) {
-    uv_read_stop((uv_stream_t *)&c->pipe);
-    c->reading = false;
+  if (w->sb.alloc > w->sb.size + 256) {
+    char *trimmed = realloc(w->sb.data, w->sb.size);
+    if (trimmed) {
+      w->sb.data = trimmed;
+      w->sb.alloc = w->sb.size;
+    }
   }
+  uv_buf_t b = uv_buf_init(w->sb.data, (unsigned)w->sb.size);
+  w->cost = w->sb.alloc + WRITE_OVERHEAD;
+  if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &b, 1, on_written) < 0) {
+    msgpack_sbuffer_destroy(&w->sb);
+    free(w);
+    if (close_after)
+      conn_close(c);
+    return;
+  }
+  c->queued += w->cost;
+  /* A peer that never reads cannot make us buffer without bound. */
+  if (c->queued > SERVER_MAX_PENDING_OUT)
+    reading_stop(c);
 }
 
 static struct write_req *write_req_new(void) {
@@ -256,7 +310,25 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     return;
   }
   c->rx_len += (size_t)nread;
+  c->last_active = uv_now(c->srv->loop);
+  conn_process(c);
+}
 
+/*
+ * Answers the complete requests in c->rx, as many as fit: at most ROUND_OUT
+ * of replies per call, and none once the connection's queued output is at
+ * its limit. What is left waits in rx (held), with reading stopped, until
+ * on_written() finds room. So one write of many pipelined requests can
+ * neither grow the agent's memory past the limit nor hold the event loop.
+ */
+static void conn_process(struct conn *c) {
+  if (c->closing)
+    return;
+  if (c->queued >= SERVER_MAX_PENDING_OUT) {
+    c->held = c->rx_len > 0;
+    reading_stop(c);
+    return;
+  }
   struct write_req *w = write_req_new();
   if (!w) {
     conn_close(c);
@@ -264,15 +336,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
   }
   msgpack_packer pk;
   msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
-  ssize_t used = dispatch_bytes(c->srv->agent, &c->peer, c->rx, c->rx_len, &pk);
+  size_t budget = SERVER_MAX_PENDING_OUT - c->queued;
+  bool more = false;
+  ssize_t used = dispatch_bytes_bounded(c->srv->agent, &c->peer, c->rx, c->rx_len, &pk, &w->sb,
+                                        budget < ROUND_OUT ? budget : ROUND_OUT, &more);
   if (used < 0) {
     log_info(&c->peer, "closing connection %lu: %s", c->peer.id, mcpsig_strerror((int)used));
     sodium_memzero(c->rx, c->rx_len);
     c->rx_len = 0;
-    if (c->reading) {
-      uv_read_stop(s);
-      c->reading = false;
-    }
+    c->held = false;
+    reading_stop(c);
     conn_send(c, w, true);
     return;
   }
@@ -282,26 +355,58 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *b) {
     c->rx_len -= (size_t)used;
   }
   /* The partial-message clock runs from the start of each incomplete message. */
-  if (c->rx_len == 0)
+  if (c->rx_len == 0 || more)
     c->partial_since = 0;
   else if (used > 0 || !c->partial_since)
     c->partial_since = uv_now(c->srv->loop);
+  c->held = more;
+  conn_send(c, w, false);
+  if (c->closing)
+    return;
+  if (more)
+    reading_stop(c); /* on_written() goes on with them */
+  else if (c->queued <= SERVER_MAX_PENDING_OUT)
+    reading_start(c);
+}
+
+/*
+ * After notifications were dropped for a subscriber that did not read, and
+ * once it has caught up: one "events.lost" notification with their count,
+ * so it knows to read the current state (rotate.status, identity.list).
+ */
+static void conn_lost_notify(struct conn *c) {
+  struct write_req *w = write_req_new();
+  if (!w)
+    return;
+  msgpack_packer pk;
+  msgpack_packer_init(&pk, &w->sb, msgpack_sbuffer_write);
+  struct proto_events_lost lost = { .count = (int64_t)c->events_lost };
+  if (proto_notification_encode(&pk, PROTO_EVENTS_LOST_NOTIFICATION, &proto_events_lost_schema, &lost) < 0) {
+    msgpack_sbuffer_destroy(&w->sb);
+    free(w);
+    return;
+  }
+  log_info(&c->peer, "connection %lu did not read %llu notification(s): told it so", c->peer.id,
+           (unsigned long long)c->events_lost);
+  c->events_lost = 0;
   conn_send(c, w, false);
 }
 
 /*
- * Sends a rotation event to every subscribed connection. A subscriber whose
- * unread output is already at the backpressure limit is disconnected rather
- * than buffered for without bound; it can reconnect and read rotate.status.
+ * Sends a rotation event to every subscribed connection. A subscriber that
+ * is SERVER_MAX_NOTIFY_QUEUED behind gets none: each is counted instead,
+ * and it hears how many it lost once it has read what is queued. So
+ * subscribers that never read cost a bounded amount each, whatever the
+ * rate of rotations.
  */
 static void server_notify(void *data, const struct proto_rotation_event *ev) {
   struct server *srv = data;
   for (struct conn *c = srv->conns; c; c = c->next) {
     if (!c->peer.subscribed || c->closing)
       continue;
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) > SERVER_MAX_PENDING_OUT) {
-      log_info(&c->peer, "closing connection %lu: it does not read its notifications", c->peer.id);
-      conn_close(c);
+    if (c->events_lost || c->queued > SERVER_MAX_NOTIFY_QUEUED) {
+      if (c->events_lost++ == 0)
+        log_info(&c->peer, "connection %lu does not read its notifications: dropping them, counted", c->peer.id);
       continue;
     }
     struct write_req *w = write_req_new();
@@ -327,6 +432,23 @@ static void conn_identify(struct conn *c, int fd) {
   c->peer.comm = c->who.comm[0] ? c->who.comm : NULL;
   c->peer.cmdline = c->who.cmdline[0] ? c->who.cmdline : NULL;
   c->peer.pidfd = c->who.pidfd;
+}
+
+/*
+ * The connection that has waited longest with nothing in flight (no partial
+ * request, no unsent output), other than except; a subscriber only when no
+ * other connection is idle, since waiting is what subscribers do.
+ */
+static struct conn *conn_oldest_idle(struct server *srv, const struct conn *except) {
+  struct conn *best = NULL, *best_sub = NULL;
+  for (struct conn *c = srv->conns; c; c = c->next) {
+    if (c == except || c->closing || c->rx_len || c->queued || c->held)
+      continue;
+    struct conn **slot = c->peer.subscribed ? &best_sub : &best;
+    if (!*slot || c->last_active < (*slot)->last_active)
+      *slot = c;
+  }
+  return best ? best : best_sub;
 }
 
 static void on_connection(uv_stream_t *listener, int status) {
@@ -370,12 +492,24 @@ static void on_connection(uv_stream_t *listener, int status) {
   c->peer.pid = cred.pid;
   c->peer.uid = cred.uid;
   conn_identify(c, fd);
+  c->last_active = uv_now(srv->loop);
   if (srv->n_conns > MCPSIG_MAX_CONNECTIONS) {
-    char why[64];
-    snprintf(why, sizeof(why), "%zu connections already open", srv->n_conns - 1);
-    log_peer_refused(fd, (long)cred.pid, (long)cred.uid, why);
-    conn_fail(c, MCPSIG_EBUSY, NULL);
-    return;
+    /* At the limit: make room by closing the connection that has been
+     * idle longest, so that one process holding every slot cannot lock
+     * the others out. Only when none is idle is the newcomer refused. */
+    struct conn *victim = conn_oldest_idle(srv, c);
+    if (victim) {
+      log_info(&victim->peer, "closing connection %lu: the agent has %u connections, and this one was idle longest",
+               victim->peer.id, MCPSIG_MAX_CONNECTIONS);
+      reading_stop(victim);
+      conn_fail(victim, MCPSIG_EBUSY, "the agent is at its connection limit, and this connection was idle longest");
+    } else {
+      char why[64];
+      snprintf(why, sizeof(why), "%zu connections already open, none idle", srv->n_conns - 1);
+      log_peer_refused(fd, (long)cred.pid, (long)cred.uid, why);
+      conn_fail(c, MCPSIG_EBUSY, NULL);
+      return;
+    }
   }
   if (uv_read_start((uv_stream_t *)&c->pipe, on_alloc, on_read) < 0) {
     conn_close(c);
@@ -438,11 +572,9 @@ static void partial_sweep(struct server *srv) {
 static void server_stats(void *data, size_t *ret_connections, size_t *ret_output_queued_max) {
   struct server *srv = data;
   size_t max = 0;
-  for (struct conn *c = srv->conns; c; c = c->next) {
-    size_t q = uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe);
-    if (q > max)
-      max = q;
-  }
+  for (struct conn *c = srv->conns; c; c = c->next)
+    if (c->queued > max)
+      max = c->queued;
   *ret_connections = srv->n_conns;
   *ret_output_queued_max = max;
 }

@@ -16,8 +16,10 @@ struct server_options {
   uint64_t partial_timeout_ms; /* --partial-timeout; 0: MCPSIG_PARTIAL_TIMEOUT_MS */
 };
 
-/* Bytes of unsent replies after which a connection's reading pauses. */
+/* Memory held by a connection's unsent output after which its reading pauses. */
 #define SERVER_MAX_PENDING_OUT MCPSIG_MAX_OUTPUT_QUEUED
+/* Beyond this much unsent output, a subscriber's notifications are dropped and counted. */
+#define SERVER_MAX_NOTIFY_QUEUED MCPSIG_MAX_NOTIFY_QUEUED
 
 struct conn;
 

@@ -5,6 +5,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The longest URI handled (the protocol's string limit). */
+#define URI_MAX_LEN 8192
+
 struct uri {
   char scheme[6];          /* "http" or "https" */
   const char *host;        /* points into the parsed string; not NUL-terminated */
@@ -24,8 +27,9 @@ struct uri {
  * Parses a target URI to be signed as "@target-uri". The URI is signed
  * exactly as given, so it must already be in the form a server rebuilds:
  * http or https, lowercase scheme and host, no default port, no userinfo, no
- * fragment, a path that starts with '/', and visible ASCII only. Anything else
- * fails with a reason in err that names the fix.
+ * fragment, a path that starts with '/' and has no dot segments, an IP address
+ * in its canonical form, and visible ASCII only. Anything else fails with a
+ * reason in err that names the fix and the form to sign.
  */
 int uri_parse_target(const char *s, struct uri *ret, char *err, size_t errlen);
 
@@ -43,5 +47,14 @@ int uri_origin(const char *url, char *buf, size_t size, char *err, size_t errlen
  * host, no userinfo, and visible ASCII only.
  */
 int uri_htu(const char *url, char *buf, size_t size, char *err, size_t errlen);
+
+/*
+ * The form a server rebuilds from a request for url (RFC 3986 §6.2.2,
+ * RFC 5952): lowercase scheme and host, the default port omitted, a port
+ * without leading zeros, an IPv6 literal in its canonical form, an IPv4
+ * address in dotted decimal, the path's dot segments removed (and "/" for an
+ * empty one), the query kept and the fragment dropped.
+ */
+int uri_normalize(const char *url, char *buf, size_t size, char *err, size_t errlen);
 
 #endif

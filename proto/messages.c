@@ -33,6 +33,13 @@ static const struct proto_field hello_result_fields[] = {
 SCHEMA(proto_hello_result_schema, "result", S, hello_result_fields);
 #undef S
 
+#define S struct proto_events_lost
+static const struct proto_field events_lost_fields[] = {
+  F_INT(S, count, PF_REQUIRED),
+};
+SCHEMA(proto_events_lost_schema, "params", S, events_lost_fields);
+#undef S
+
 #define S struct proto_status_result
 static const struct proto_field status_result_fields[] = {
   F_INT(S, pid, PF_REQUIRED),
@@ -85,6 +92,7 @@ static const struct proto_field binding_fields[] = {
   F_STR(S, state, PF_REQUIRED, 0),
   F_STR(S, pending_keyid, PF_NULLABLE, 0),
   F_STRV(S, retired, PF_REQUIRED, 4096),
+  F_INT(S, retired_dropped, 0),
 };
 SCHEMA(proto_binding_schema, "binding", S, binding_fields);
 #undef S
@@ -97,12 +105,22 @@ static const struct proto_field identity_entry_fields[] = {
 SCHEMA(proto_identity_entry_schema, "identity", S, identity_entry_fields);
 #undef S
 
+#define S struct proto_list_params
+static const struct proto_field list_params_fields[] = {
+  F_STR(S, after, 0, MCPSIG_LIST_CURSOR_MAX),
+  { "limit", PT_INT, offsetof(S, limit), NO, offsetof(S, has_limit), 0, 0, NULL },
+};
+SCHEMA(proto_list_params_schema, "params", S, list_params_fields);
+#undef S
+
+/* The item limits admit the single reply of an agent from before pages. */
 #define S struct proto_list_result
 static const struct proto_field list_result_fields[] = {
   { "identities", PT_STRUCTV, offsetof(S, identities), offsetof(S, n_identities), NO, PF_REQUIRED, 100000,
     &proto_identity_entry_schema },
   { "bindings", PT_STRUCTV, offsetof(S, bindings), offsetof(S, n_bindings), NO, PF_REQUIRED, 1000000,
     &proto_binding_schema },
+  F_STR(S, next, PF_NULLABLE, MCPSIG_LIST_CURSOR_MAX),
 };
 SCHEMA(proto_list_result_schema, "result", S, list_result_fields);
 #undef S
@@ -237,7 +255,7 @@ SCHEMA(proto_rotation_event_schema, "event", S, rotation_event_fields);
 const struct proto_method proto_methods[] = {
   { "hello", &proto_empty_schema },
   { "agent.status", &proto_empty_schema },
-  { "identity.list", &proto_empty_schema },
+  { "identity.list", &proto_list_params_schema },
   { "identity.public", &proto_identity_params_schema },
   { "identity.add", &proto_identity_params_schema },
   { "identity.remove", &proto_identity_params_schema },

@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <msgpack.h>
 
 #include "mcpsig.h"
@@ -44,6 +45,8 @@
  * reading from it, until the peer reads; a subscriber this far behind is
  * disconnected instead. */
 #define MCPSIG_MAX_OUTPUT_QUEUED (4u * 1024u * 1024u)
+/* Unsent output beyond which a subscriber's notifications are dropped (and counted). */
+#define MCPSIG_MAX_NOTIFY_QUEUED (64u * 1024u)
 /* A connection that holds part of a message this long without completing it
  * is answered EPROTO and closed (mcpsig-agent --partial-timeout). */
 #define MCPSIG_PARTIAL_TIMEOUT_MS 30000u
@@ -213,6 +216,7 @@ struct proto_binding {
   const char *pending_keyid;
   const char **retired;
   size_t n_retired;
+  int64_t retired_dropped;     /* retired keyids beyond the newest 100, counted only */
 };
 
 struct proto_identity_entry {
@@ -220,11 +224,30 @@ struct proto_identity_entry {
   const char *alg;
 };
 
+/*
+ * identity.list params: both optional. The listing is one sequence ordered
+ * by (identity, origin), in which an identity's own entry comes first with
+ * an empty origin; a page holds the next entries after the cursor "after"
+ * (the previous page's "next"), at most "limit" of them, and ends early
+ * rather than grow past MCPSIG_LIST_PAGE_BYTES, so that every reply fits
+ * one message however many bindings there are.
+ */
+#define MCPSIG_LIST_PAGE_MAX 1000u
+#define MCPSIG_LIST_PAGE_BYTES (1024u * 1024u)
+/* Longest cursor: an identity name, a space and an origin (a little spare). */
+#define MCPSIG_LIST_CURSOR_MAX 512u
+struct proto_list_params {
+  const char *after;   /* an opaque cursor, the "next" of the page before */
+  int64_t limit;       /* 1..MCPSIG_LIST_PAGE_MAX entries; MCPSIG_LIST_PAGE_MAX when absent */
+  bool has_limit;
+};
+
 struct proto_list_result {
   struct proto_identity_entry *identities;
   size_t n_identities;
   struct proto_binding *bindings;
   size_t n_bindings;
+  const char *next;    /* the cursor of the next page; nil on the last */
 };
 
 struct proto_import_params {
@@ -331,6 +354,12 @@ struct proto_rotate_sign_result {
 
 /* The "rotation" notification: [2, "rotation", [event]]. */
 #define PROTO_ROTATION_NOTIFICATION "rotation"
+/* Sent to a subscriber that did not read, once it has: how many notifications it missed. */
+#define PROTO_EVENTS_LOST_NOTIFICATION "events.lost"
+struct proto_events_lost {
+  int64_t count;
+};
+extern const struct proto_schema proto_events_lost_schema;
 struct proto_rotation_event {
   const char *event;
   const char *identity;
@@ -345,6 +374,7 @@ extern const struct proto_schema proto_hello_result_schema;
 extern const struct proto_schema proto_identity_params_schema;
 extern const struct proto_schema proto_public_result_schema;
 extern const struct proto_schema proto_binding_schema;
+extern const struct proto_schema proto_list_params_schema;
 extern const struct proto_schema proto_list_result_schema;
 extern const struct proto_schema proto_import_params_schema;
 extern const struct proto_schema proto_sign_params_schema;
@@ -386,5 +416,27 @@ void proto_sha256(const void *data, size_t len, unsigned char out[32]);
  */
 int proto_socket_path_default(char *buf, size_t size, const char *xdg_runtime_dir,
                               const char *tmpdir, uid_t uid, const char *run_user_root);
+
+/*
+ * The last fallback of that rule alone, ${TMPDIR:-/tmp}/mcpsig-UID/agent.sock:
+ * the one path any other user can take first (mcpsig-agent publishes a
+ * private directory instead when it finds it taken).
+ */
+int proto_socket_path_fallback(char *buf, size_t size, const char *tmpdir, uid_t uid);
+
+/* The directory that holds the socket path ("." for a bare name). */
+int proto_socket_dir(const char *path, char *buf, size_t size);
+
+/*
+ * Whether dir, the directory that holds an agent's socket, is one that only
+ * uid (or root) can change: a directory, not a symbolic link, owned by uid
+ * or by root, and writable by neither group nor others. Whoever can write
+ * it can put their own listener in place of the agent. One lstat().
+ *
+ * Returns 0 when it is; MCPSIG_EPEER when it is not; -ENOTDIR when it is a
+ * file (connecting fails on its own); -errno when lstat fails (-ENOENT: no
+ * agent made it yet). *st receives what lstat saw, for the caller's message.
+ */
+int proto_socket_dir_check(const char *dir, uid_t uid, struct stat *st);
 
 #endif /* MCPSIG_PROTO_H */

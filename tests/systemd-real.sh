@@ -467,7 +467,8 @@ checked() {
 	ProtectClock=) echo "probe clock_settime" ;;
 	ProtectHostname=) echo "own uts namespace, probe sethostname" ;;
 	UMask=) echo "Umask: 0077" ;;
-	Delegate= | NotifyAccess= | KeyringMode= | RemoveIPC= | SupplementaryGroups=) echo "systemd's default for a user service" ;;
+	KeyringMode=) echo "probe keyctl: the keyring system calls are filtered (~@keyring)" ;;
+	Delegate= | NotifyAccess= | RemoveIPC= | SupplementaryGroups=) echo "systemd's default for a user service" ;;
 	*) return 1 ;;
 	esac
 }

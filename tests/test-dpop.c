@@ -172,18 +172,56 @@ static void test_rfc9421_b24(void) {
   keypool_free(pool);
 }
 
+/* Half the group order n of P-256 and P-384 (SEC 2, §2.4.2 and §2.5.1), big-endian. */
+static const char half_n_p256[] = "7FFFFFFF800000007FFFFFFFFFFFFFFFDE737D56D38BCF4279DCE5617E3192A8";
+static const char half_n_p384[] =
+  "7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFE3B1A6C0FA1B96EFAC0D06D9245853BD76760CB5666294B9";
+
+/* n/2 of the curve whose field is n bytes (32 or 48), big-endian, into half. */
+static void half_order(size_t n, unsigned char half[48]) {
+  const char *hex = n == 32 ? half_n_p256 : half_n_p384;
+  for (size_t i = 0; i < n; i++) {
+    unsigned v;
+    sscanf(hex + 2 * i, "%2x", &v);
+    half[i] = (unsigned char)v;
+  }
+}
+
+/* Whether the s half of sig (r||s, n bytes each) is at most n/2: low-S. */
+static bool low_s(const unsigned char *sig, size_t n) {
+  unsigned char half[48];
+  half_order(n, half);
+  return memcmp(sig + n, half, n) <= 0;
+}
+
+/* The high-S twin of a low-S signature: (r, n - s). */
+static void high_s_twin(const unsigned char *sig, size_t n, unsigned char *out) {
+  /* n - s = 2 * (n/2) + 1 - s, since n is odd. */
+  unsigned char half[48];
+  half_order(n, half);
+  memcpy(out, sig, n);
+  int carry = 1, borrow = 0;
+  for (size_t i = n; i-- > 0;) {
+    int twice = 2 * half[i] + carry;
+    carry = twice >> 8;
+    int d = (twice & 255) - sig[n + i] - borrow;
+    borrow = d < 0;
+    out[n + i] = (unsigned char)(d + (borrow ? 256 : 0));
+  }
+}
+
 /* ECDSA is randomized, so the format is checked over many signatures: DER would show as 70-72 / 102-104 bytes. */
 static void test_fixed_width(key_alg alg, size_t want) {
   struct keypool *pool = NULL;
   struct key k;
-  unsigned char sig[KEY_SIG_MAX], msg[64];
+  unsigned char sig[KEY_SIG_MAX], twin[KEY_SIG_MAX], msg[64];
   size_t siglen = 0;
-  unsigned bad_len = 0, bad_verify = 0, high_r = 0, low_r = 0;
+  unsigned bad_len = 0, bad_verify = 0, high_r = 0, low_r = 0, high_s = 0, twins_verify = 0;
   char desc[160];
 
   keypool_new(&pool);
   ok(key_generate(pool, alg, &k) == 0 && k.pub_len == want, "a fresh EC key");
-  for (unsigned i = 0; i < 400; i++) {
+  for (unsigned i = 0; i < 1000; i++) {
     randombytes_buf(msg, sizeof(msg));
     if (key_sign(pool, &k, msg, sizeof(msg), sig, &siglen) != 0 || siglen != want) {
       bad_len++;
@@ -195,11 +233,21 @@ static void test_fixed_width(key_alg alg, size_t want) {
       high_r++;   /* DER would need a 0x00 pad byte here */
     if (sig[0] == 0)
       low_r++;    /* DER would drop this byte */
+    if (!low_s(sig, siglen / 2))
+      high_s++;
+    high_s_twin(sig, siglen / 2, twin);
+    if (!low_s(twin, siglen / 2) && ec_verify(alg, k.pub, msg, sizeof(msg), twin, siglen) == 1)
+      twins_verify++;
   }
-  snprintf(desc, sizeof(desc), "%s: 400 signatures, every one exactly %zu bytes (never DER)", key_alg_name(alg), want);
+  snprintf(desc, sizeof(desc), "%s: 1000 signatures, every one exactly %zu bytes (never DER)", key_alg_name(alg), want);
   ok(bad_len == 0, desc);
-  snprintf(desc, sizeof(desc), "%s: all 400 verify through libcrypto", key_alg_name(alg));
+  snprintf(desc, sizeof(desc), "%s: all 1000 verify through libcrypto", key_alg_name(alg));
   ok(bad_verify == 0, desc);
+  snprintf(desc, sizeof(desc), "%s: all 1000 are low-S (s <= n/2), which strict verifiers require", key_alg_name(alg));
+  ok(high_s == 0 && bad_len == 0, desc);
+  snprintf(desc, sizeof(desc), "%s: control: the high-S twin (r, n - s) of each is also valid to libcrypto (%u of 1000)",
+           key_alg_name(alg), twins_verify);
+  ok(twins_verify == 1000, desc);
   snprintf(desc, sizeof(desc), "%s: the sample has r with the top bit set (where DER would be longer)", key_alg_name(alg));
   ok(high_r > 0, desc);
   (void)low_r;

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "dispatch.h"
+#include "errmsg.h"
 #include "log.h"
 #include "peer.h"
 #include "tap.h"
@@ -86,6 +87,21 @@ int main(int argc, char **argv) {
   is_str(buf, "/usr/bin/mcpsig", "a plain path is unchanged");
   peer_escape(buf, sizeof(buf), "", 0);
   is_str(buf, "", "and an empty value stays empty");
+
+  /* Messages that echo a request (errmsg, log lines): control characters only. */
+  char msg[32];
+  snprintf(msg, sizeof(msg), "bad header \"a\r\nb\" \\ ok");
+  text_escape_controls(msg, sizeof(msg));
+  is_str(msg, "bad header \"a\\x0d\\x0ab\" \\ ok", "CR and LF in a message are escaped, a backslash is kept");
+  snprintf(msg, 12, "%s", "abcdefghij\n");
+  text_escape_controls(msg, 12);
+  is_str(msg, "abcdefghij", "an escape that does not fit ends the message there, never overflows");
+  snprintf(msg, sizeof(msg), "\x1b[31mred");
+  text_escape_controls(msg, sizeof(msg));
+  is_str(msg, "\\x1b[31mred", "a terminal escape sequence is defused");
+  char err[64];
+  int code = errmsg(err, sizeof(err), -22, "unknown header %s", "x\ny");
+  ok(code == -22 && strcmp(err, "unknown header x\\x0ay") == 0, "errmsg() escapes what it formats");
 
   /* ---- this process, by pid alone ---- */
   peer_identify(-1, getpid(), &w);

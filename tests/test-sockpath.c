@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -106,6 +107,55 @@ int main(void) {
   setenv("XDG_RUNTIME_DIR", "/xdg", 1);
   ok(mcpsig_socket_path(path, sizeof(path)) == 0 && strcmp(path, "/xdg/mcpsig/agent.sock") == 0,
      "an empty MCPSIG_AUTH_SOCK falls back to the default path");
+  /* The directory check that clients make before connecting. */
+  char dir[512];
+  ok(proto_socket_dir("/a/b/agent.sock", dir, sizeof(dir)) == 0 && strcmp(dir, "/a/b") == 0, "socket dir: /a/b");
+  ok(proto_socket_dir("/agent.sock", dir, sizeof(dir)) == 0 && strcmp(dir, "/") == 0, "socket dir: /");
+  ok(proto_socket_dir("agent.sock", dir, sizeof(dir)) == 0 && strcmp(dir, ".") == 0, "socket dir: . for a bare name");
+  ok(proto_socket_dir("/a/agent.sock", small, 2) == -ENAMETOOLONG, "socket dir: too long is an error");
+  ok(proto_socket_path_fallback(path, sizeof(path), "relative", 42) == 0 && strcmp(path, "/tmp/mcpsig-42/agent.sock") == 0,
+     "the fixed fallback path, with a relative TMPDIR ignored");
+
+  struct stat st;
+  char d[600], link[600];
+  snprintf(d, sizeof(d), "%s/d", root);
+  mkdir(d, 0700);
+  chmod(d, 0700);
+  is_int(proto_socket_dir_check(d, uid, &st), 0, "dir check: the user's own 0700 directory passes");
+  chmod(d, 0755);
+  is_int(proto_socket_dir_check(d, uid, &st), 0, "dir check: 0755 passes (others may read, not write)");
+  chmod(d, 0770);
+  is_int(proto_socket_dir_check(d, uid, &st), MCPSIG_EPEER, "dir check: group-writable (0770) is refused");
+  chmod(d, 0703);
+  is_int(proto_socket_dir_check(d, uid, &st), MCPSIG_EPEER, "dir check: other-writable (0703) is refused");
+  chmod(d, 01777);
+  is_int(proto_socket_dir_check(d, uid, &st), MCPSIG_EPEER, "dir check: sticky and world-writable (1777, as /tmp) is refused");
+  ok((st.st_mode & 07777) == 01777, "  and the caller learns the mode, for its message");
+  chmod(d, 0700);
+  if (uid == 0) {
+    /* Root can give the directory away: another user's is refused, even to root. */
+    ok(chown(d, 65534, 65534) == 0, "chown to uid 65534");
+    is_int(proto_socket_dir_check(d, 0, &st), MCPSIG_EPEER, "dir check: a directory of uid 65534 is refused to root");
+    is_int((int)st.st_uid, 65534, "  and the caller learns its owner");
+    is_int(proto_socket_dir_check(d, 65534, &st), 0, "  but passes for uid 65534 itself");
+    ok(chown(d, 0, 0) == 0, "chown back to root");
+    is_int(proto_socket_dir_check(d, 1000, &st), 0, "dir check: root's own directory passes for any uid");
+  } else {
+    /* Without root, "another user's directory" is ours seen from uid + 1. */
+    is_int(proto_socket_dir_check(d, uid + 1, &st), MCPSIG_EPEER, "dir check: a directory of another uid is refused");
+    is_int((long long)st.st_uid, (long long)uid, "  and the caller learns its owner");
+  }
+  snprintf(link, sizeof(link), "%s/link", root);
+  ok(symlink(d, link) == 0, "a symbolic link to the good directory");
+  is_int(proto_socket_dir_check(link, uid, &st), MCPSIG_EPEER, "dir check: a symbolic link is refused, whatever it points at");
+  snprintf(link, sizeof(link), "%s/file", root);
+  FILE *t = fopen(link, "w");
+  if (t)
+    fclose(t);
+  is_int(proto_socket_dir_check(link, uid, &st), -ENOTDIR, "dir check: a file is -ENOTDIR (connect reports it)");
+  snprintf(link, sizeof(link), "%s/absent", root);
+  is_int(proto_socket_dir_check(link, uid, &st), -ENOENT, "dir check: an absent directory is -ENOENT");
+
   char cmd[600];
   snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
   if (system(cmd) != 0)

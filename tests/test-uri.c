@@ -38,6 +38,18 @@ static void origin_is(const char *url, const char *want) {
   is_str(r == 0 ? out : err, want, desc);
 }
 
+static void htu_is(const char *url, const char *want) {
+  char out[300], err[256] = "", desc[400];
+  int r = uri_htu(url, out, sizeof(out), err, sizeof(err));
+  snprintf(desc, sizeof(desc), "htu of %s", url);
+  if (r == 0)
+    is_str(out, want, desc);
+  else
+    ok(r == MCPSIG_EURI && strstr(err, want) != NULL, desc);
+  if (r < 0)
+    printf("#   %s\n", err);
+}
+
 int main(void) {
   target_ok("https://mcp.example.com/mcp", "mcp.example.com", "/mcp", NULL);
   target_ok("http://127.0.0.1:8080/mcp?a=1&b=%2F", "127.0.0.1:8080", "/mcp", "a=1&b=%2F");
@@ -66,6 +78,41 @@ int main(void) {
   target_bad("https://a.example:12x/", "invalid port");
   target_bad("https://[::1/", "IPv6");
   target_bad("https://a_b\".example/", "invalid character");
+
+  /* Forms a server or curl rebuilds differently (RFC 3986 §3.2.2 and §5.2.4,
+   * RFC 5952): refused, with the form to sign named. */
+  target_bad("https://[2001:db8:0:0:0:0:0:1]/mcp", "sign it as https://[2001:db8::1]/mcp");
+  target_bad("https://[2001:db8:0:0:0:0:0:1]/mcp", "RFC 5952");
+  target_bad("https://[2001:0db8::1]:8443/mcp", "sign it as https://[2001:db8::1]:8443/mcp");
+  target_bad("http://127.000.0.001:8080/mcp", "sign it as http://127.0.0.1:8080/mcp");
+  target_bad("http://127.000.0.001:8080/mcp", "dotted decimal");
+  target_bad("http://0x7f.1/mcp", "sign it as http://127.0.0.1/mcp");
+  target_bad("http://2130706433/mcp", "sign it as http://127.0.0.1/mcp");
+  target_bad("https://a.example/a/../mcp", "sign it as https://a.example/mcp");
+  target_bad("https://a.example/./mcp", "sign it as https://a.example/mcp");
+  target_bad("https://a.example/mcp/.", "sign it as https://a.example/mcp/");
+  target_bad("https://a.example/x/y/..", "sign it as https://a.example/x/");
+  target_bad("https://a.example/a/../mcp?q=1", "sign it as https://a.example/mcp?q=1");
+  target_bad("https://a.example:0443/", "sign it as https://a.example/");
+  target_bad("https://a.example:08443/", "sign it as https://a.example:8443/");
+  target_bad("https://A.example/", "sign it as https://a.example/");
+  target_bad("https://[fe80::1%25eth0]/", "IPv6");
+  /* Controls: the canonical forms of the same, and names that look numeric. */
+  target_ok("https://[2001:db8::1]/mcp", "[2001:db8::1]", "/mcp", NULL);
+  target_ok("https://[::ffff:127.0.0.1]/", "[::ffff:127.0.0.1]", "/", NULL);
+  target_ok("http://127.0.0.1:8080/mcp", "127.0.0.1:8080", "/mcp", NULL);
+  target_ok("https://a.example/a..b/.c/mcp", "a.example", "/a..b/.c/mcp", NULL);
+  target_ok("https://1.2.3.example/mcp", "1.2.3.example", "/mcp", NULL);
+  target_ok("https://a.example/%2e%2e/mcp", "a.example", "/%2e%2e/mcp", NULL);
+  origin_is("http://127.000.0.001:8080/mcp", "http://127.0.0.1:8080");
+  origin_is("https://[2001:db8:0:0:0:0:0:1]:8443/", "https://[2001:db8::1]:8443");
+
+  /* DPoP htu: the same rules, the query and fragment dropped. */
+  htu_is("https://mcp.example.com/mcp?x=1#f", "https://mcp.example.com/mcp");
+  htu_is("https://MCP.Example.com:443/mcp", "URI host must be lowercase, as servers rebuild it; use https://mcp.example.com/mcp");
+  htu_is("https://a.example/a/../token", "segments: clients send it with them removed; use https://a.example/token");
+  htu_is("https://[2001:db8:0::1]/token", "RFC 5952 form, as servers rebuild it; use https://[2001:db8::1]/token");
+  htu_is("https://a.example/t?q=/../x", "https://a.example/t");
 
   origin_is("https://MCP.Example.com:443/mcp?x#y", "https://mcp.example.com");
   origin_is("HTTP://a.example:80", "http://a.example");

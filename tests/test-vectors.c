@@ -233,6 +233,91 @@ static const char vec_b_body[] =
   "\"x\":\"JrQLj5P_89iXES9-vFgrIy29clF9CC_oPPsw3c5D0bs\"}}}}}";
 #define KEYID RFC9421_KEYID
 
+/*
+ * The MCP 2026-07-28 era (SPEC-NOTES §10.2): a stateless tools/call with
+ * Mcp-Method, Mcp-Name and two Mcp-Param-* headers, one of them in the
+ * base64 sentinel form. The expected base was written by hand from RFC 9421
+ * §2.5, and the signature over it made with Node's crypto and the RFC's
+ * test-key-ed25519 (not with this code); tests/node/interop.mjs verifies the
+ * agent's live output for the same request with http-message-signatures.
+ */
+static const char vec_m_body[] =
+  "{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"get_weather\",\"arguments\":"
+  "{\"region\":\"eu-west\",\"city\":\"M\xc3\xbcnchen\"},\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":"
+  "\"2026-07-28\",\"io.modelcontextprotocol/clientCapabilities\":{}}}}";
+#define VEC_M_INPUT                                                                                                 \
+  "sig1=(\"@method\" \"@target-uri\" \"content-digest\" \"mcp-protocol-version\" \"mcp-method\" \"mcp-name\"" \
+  " \"mcp-param-city\" \"mcp-param-region\");created=1767225600;nonce=\"ICEiIyQlJicoKSorLC0uLw\";keyid=\"" KEYID   \
+  "\";tag=\"" KEYID "\""
+#define VEC_M_SIGNATURE \
+  "sig1=:QwyxSVoBE5QxMX8sJDgVk0koxI0LcpQIpjWIJL5Ty2hkoShBstrGhLMS6QhaBkeKYG5CYWnWf1fJ5QwHF7JXBw==:"
+
+static void test_modern_vector(struct agent *a) {
+  struct reply rep;
+  struct proto_sign_result res;
+  /* Mixed case and out of order, as a host may send them: the agent
+   * covers the lowercase names, the params in byte order. */
+  struct proto_pair hm[] = { { "Content-Type", "application/json" }, { "MCP-Protocol-Version", "2026-07-28" },
+                             { "Mcp-Method", "tools/call" }, { "Mcp-Name", "get_weather" },
+                             { "Mcp-Param-Region", "eu-west" }, { "Mcp-Param-City", "=?base64?TcO8bmNoZW4=?=" } };
+  struct proto_sign_params sm = { .method = "POST", .uri = "https://mcp.example.com/mcp", .headers = hm,
+                                  .n_headers = 6, .body = (const unsigned char *)vec_m_body,
+                                  .body_len = strlen(vec_m_body), .has_body = true };
+  next_random_byte = 0x20;
+  ok(dcall(a, "sign.http", &proto_sign_params_schema, &sm, &proto_sign_result_schema, &res, &rep) == 0,
+     "2026-07-28 tools/call: sign.http succeeds");
+  is_str(res.headers.content_digest, "sha-256=:V8H7s6O+IqCBcjSZFwynOkrv34YJLXw+Ve5VMwWuMbM=:",
+         "2026-07-28 tools/call: Content-Digest");
+  is_str(res.headers.signature_input, VEC_M_INPUT,
+         "2026-07-28 tools/call: mcp-method, mcp-name and each mcp-param-* are covered, in the documented order");
+  is_str(res.headers.signature, VEC_M_SIGNATURE, "2026-07-28 tools/call: the signature made independently");
+  reply_free(&rep);
+
+  /* Forgeries: each MCP header changed makes another signature. */
+  const char *orig[] = { "tools/call", "get_weather", "eu-west", "=?base64?TcO8bmNoZW4=?=" };
+  const char *forged[] = { "tools/list", "transfer_funds", "us-east", "=?base64?TcO8bmNoZW5=?=" };
+  for (size_t i = 0; i < 4; i++) {
+    hm[2 + i].value = forged[i];
+    next_random_byte = 0x20;
+    ok(dcall(a, "sign.http", &proto_sign_params_schema, &sm, &proto_sign_result_schema, &res, &rep) == 0 &&
+         strcmp(res.headers.signature, VEC_M_SIGNATURE) != 0,
+       "forgery: another Mcp-Method, Mcp-Name or Mcp-Param value gives another signature");
+    reply_free(&rep);
+    hm[2 + i].value = orig[i];
+  }
+
+  /* Cover if present: an MCP header the host names, absent from the request. */
+  const char *want[] = { "mcp-session-id", "mcp-param-missing" };
+  sm.components = want;
+  sm.n_components = 2;
+  next_random_byte = 0x20;
+  ok(dcall(a, "sign.http", &proto_sign_params_schema, &sm, &proto_sign_result_schema, &res, &rep) == 0 &&
+       strcmp(res.headers.signature_input, VEC_M_INPUT) == 0,
+     "naming mcp-session-id and an mcp-param-* the request lacks is not an error, and covers nothing more");
+  reply_free(&rep);
+  const char *want_plain[] = { "x-absent" };
+  sm.components = want_plain;
+  sm.n_components = 1;
+  ok(dcall(a, "sign.http", &proto_sign_params_schema, &sm, &proto_sign_result_schema, &res, &rep) == MCPSIG_EHEADER,
+     "control: another header the request lacks is still refused (EHEADER)");
+  reply_free(&rep);
+
+  /* signature-agent: the value the agent emits. */
+  const char *with_sa[] = { "signature-agent" };
+  sm.components = with_sa;
+  sm.n_components = 1;
+  ok(dcall(a, "sign.http", &proto_sign_params_schema, &sm, &proto_sign_result_schema, &res, &rep) == 0 &&
+       strstr(res.headers.signature_input, "\"mcp-param-region\" \"signature-agent\");") != NULL,
+     "signature-agent can be covered: the agent's own Signature-Agent value");
+  reply_free(&rep);
+  struct proto_pair hsa[] = { { "Signature-Agent", "\"data:x\"" } };
+  struct proto_sign_params ssa = { .method = "GET", .uri = "https://mcp.example.com/mcp", .headers = hsa,
+                                   .n_headers = 1 };
+  ok(dcall(a, "sign.http", &proto_sign_params_schema, &ssa, &proto_sign_result_schema, &res, &rep) == MCPSIG_EPARAM,
+     "a host's own Signature-Agent header is refused: the agent writes it");
+  reply_free(&rep);
+}
+
 static void test_mcp_vectors(void) {
   struct agent a;
   char dir[256];
@@ -296,6 +381,7 @@ static void test_mcp_vectors(void) {
          "IiwieCI6IkpyUUxqNVBfODlpWEVTOS12RmdySXkyOWNsRjlDQ19vUFBzdzNjNUQwYnMifV19\"",
          "8.6(b): Signature-Agent");
   reply_free(&rep);
+  test_modern_vector(&a);
   test_agent_free(&a, dir);
 }
 

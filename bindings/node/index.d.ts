@@ -28,6 +28,7 @@ export declare const ERROR_CODES: Readonly<{
   EAGENT: 1022;
   EROTATING: 1023;
   ENOROTATION: 1024;
+  EPEER: 1025;
 }>;
 
 export type McpsigErrorCode = keyof typeof ERROR_CODES;
@@ -35,13 +36,14 @@ export type McpsigErrorCode = keyof typeof ERROR_CODES;
 /**
  * An error of the agent (EPARAM, EURI, EALG, ...) or of the connection to it
  * (ECONNECT: no agent at the socket; ETIMEDOUT: no answer in time; ECLOSED:
- * the agent closed the connection with the call in flight).
+ * the agent closed the connection with the call in flight; EPEER: the socket
+ * or its directory belongs to another user, so nothing was sent).
  */
 export declare class McpsigError extends Error {
   readonly name: 'McpsigError';
   /** The name from PROTOCOL.md §5. A code outside the table is EAGENT. */
   readonly code: McpsigErrorCode;
-  /** The number from PROTOCOL.md §5 (1001-1024). */
+  /** The number from PROTOCOL.md §5 (1001-1025). */
   readonly errno: number;
   /** The agent method that failed, when there was one. */
   readonly method?: string;
@@ -69,6 +71,17 @@ export declare function defaultSocketPath(options?: {
   uid?: number;
   runUserRoot?: string;
 }): string;
+
+/**
+ * Why the socket at path cannot be trusted to be this user's agent, or null
+ * when it can: its directory must be a real directory owned by this user or
+ * root that neither group nor others may write, and the socket file must be
+ * owned by this user or root. Two lstat calls; AgentClient makes this check
+ * before every connection. It is weaker than libmcpsig's, which also asks the
+ * kernel who listens (SO_PEERCRED): Node has no way to ask without native
+ * code.
+ */
+export declare function socketRefusal(path: string, options?: { uid?: number }): string | null;
 
 /** The RFC 9530 Content-Digest value of some bytes: `sha-256=:BASE64:`. */
 export declare function contentDigest(bytes: Uint8Array): string;
@@ -235,6 +248,8 @@ export declare class AgentClient extends EventEmitter {
   close(): void;
 
   on(event: 'rotation', listener: (event: RotationEvent) => void): this;
+  /** The agent dropped this many notifications because they were not read in time: re-read the state. */
+  on(event: 'lost', listener: (count: number) => void): this;
   on(event: 'notification', listener: (method: string, params: unknown) => void): this;
   on(event: 'disconnect', listener: (error: McpsigError) => void): this;
   on(event: 'subscribed', listener: () => void): this;

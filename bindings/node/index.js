@@ -5,5 +5,5 @@
 
 export { AgentClient, DEFAULT_TIMEOUT_MS } from './lib/client.js';
 export { McpsigError, ERROR_CODES } from './lib/errors.js';
-export { socketPath, defaultSocketPath } from './lib/sockpath.js';
+export { socketPath, defaultSocketPath, socketRefusal } from './lib/sockpath.js';
 export { signingFetch, contentDigest } from './lib/fetch.js';

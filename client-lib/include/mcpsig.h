@@ -69,7 +69,8 @@ extern "C" {
   XX(EBUSY,      -1021, "the agent is serving too many connections")              \
   XX(EAGENT,     -1022, "the agent replied with an unknown error")              \
   XX(EROTATING,  -1023, "a key rotation is already pending")                     \
-  XX(ENOROTATION,-1024, "no key rotation is pending")
+  XX(ENOROTATION,-1024, "no key rotation is pending")                           \
+  XX(EPEER,      -1025, "the socket is not the agent of this user")
 
 typedef enum {
 #define MCPSIG_ERRNO_ENUM(name, val, msg) MCPSIG_##name = (val),
@@ -104,8 +105,27 @@ typedef struct mcpsig_client mcpsig_client;
  * Connects to the agent at path, or, if path is NULL, at mcpsig_socket_path().
  * timeout_ms bounds the connect and every later call (0 selects
  * MCPSIG_DEFAULT_TIMEOUT_MS). Returns MCPSIG_ECONNECT when no agent listens.
+ *
+ * Before it sends a byte it verifies that the socket is this user's agent,
+ * on every connect and whatever the path came from (argument,
+ * MCPSIG_AUTH_SOCK or the default rule): the socket's directory must be
+ * owned by the effective uid or by root and writable by neither group nor
+ * others (one lstat, before connecting), and the process listening on it
+ * must run as the effective uid or as root (SO_PEERCRED, after connecting).
+ * Either failure is MCPSIG_EPEER: another user may have taken the path,
+ * as anyone can take ${TMPDIR:-/tmp}/mcpsig-UID first, and would receive
+ * private keys, tokens and request bodies.
  */
 MCPSIG_EXTERN int mcpsig_connect(mcpsig_client **ret_client, const char *path, int timeout_ms);
+
+/*
+ * As mcpsig_connect(), and on failure writes one line for humans into why
+ * (why_size bytes; none when 0): for MCPSIG_EPEER it names the path, the uid
+ * that owns the directory or runs the listener, and the fix. why is "" on
+ * success.
+ */
+MCPSIG_EXTERN int mcpsig_connect_explain(mcpsig_client **ret_client, const char *path, int timeout_ms, char *why,
+                                         size_t why_size);
 
 /* Closes the connection and frees the handle. Accepts NULL; returns NULL. */
 MCPSIG_EXTERN mcpsig_client *mcpsig_close(mcpsig_client *client);
@@ -140,8 +160,9 @@ typedef struct {
   const char *alg;              /* RFC 9421 algorithm name, e.g. "ed25519" */
   const char *state;            /* "active" or "pending" */
   const char *pending_keyid;    /* NULL unless state is "pending" */
-  const char *const *retired;   /* retired keyids, oldest first */
+  const char *const *retired;   /* retired keyids, oldest first: the newest 100 at most */
   size_t n_retired;
+  uint64_t retired_dropped;     /* older retired keyids, no longer listed, counted */
 } mcpsig_binding;
 
 typedef struct {
@@ -157,6 +178,16 @@ typedef struct {
   void *internal_;
 } mcpsig_list_result;
 
+/*
+ * Every identity and every binding (identity.list). The agent answers in
+ * pages (at most 1,000 entries, each page within one message); this call
+ * asks for page after page on the handle and returns them joined, so the
+ * result holds everything however many bindings there are. A binding added
+ * or removed while the pages are read may be missing or present; none is
+ * listed twice. The result owns its strings: free it with
+ * mcpsig_list_result_free(). MCPSIG_EPROTO if the agent's pages are out of
+ * order or do not move forward.
+ */
 MCPSIG_EXTERN int mcpsig_list(mcpsig_client *client, mcpsig_list_result **ret_list);
 MCPSIG_EXTERN mcpsig_list_result *mcpsig_list_result_free(mcpsig_list_result *list);
 
@@ -384,13 +415,16 @@ MCPSIG_EXTERN mcpsig_rotate_signature *mcpsig_rotate_signature_free(mcpsig_rotat
 /* ---- notifications ----------------------------------------------------- */
 
 typedef struct {
-  const char *event;            /* "begin", "commit" or "abort" */
-  const char *identity;
-  const char *origin;
-  const char *tag;
-  const char *old_keyid;        /* the key in use before the event */
-  const char *new_keyid;        /* the rotation's new key */
+  const char *event;            /* "begin", "commit" or "abort"; or "lost" (see lost) */
+  const char *identity;         /* "" for "lost" */
+  const char *origin;           /* "" for "lost" */
+  const char *tag;              /* "" for "lost" */
+  const char *old_keyid;        /* the key in use before the event; "" for "lost" */
+  const char *new_keyid;        /* the rotation's new key; "" for "lost" */
   void *internal_;
+  uint64_t lost;                /* "lost": how many events the agent dropped because this
+                                   connection did not read them in time; read the current
+                                   state (mcpsig_list, mcpsig_rotate_status) */
 } mcpsig_event;
 
 /*

@@ -8,6 +8,7 @@
 // Environment: MCPSIG (path of the mcpsig binary) and MCPSIG_AUTH_SOCK (a
 // running agent). Output is TAP with the plan printed last.
 
+import { p256, p384 } from '@noble/curves/nist.js';
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -138,6 +139,46 @@ async function proofCase(title, spec, { alg, sigLen }) {
   return { out, v };
 }
 
+// Strict verifiers (noble's default, wallet-style ones) accept only low-S ECDSA signatures,
+// s <= n/2. 1,000 ES256 and 1,000 ES384 proofs: noble verifies each with lowS required, and
+// the high-S twin (r, n - s) of one, which plain verifiers accept, is refused (the control).
+async function lowSCases() {
+  const curves = [
+    { name: 'ES256', identity: 'dpop-p256', origin: 'https://dpop-p256.example', curve: p256, len: 32 },
+    { name: 'ES384', identity: 'dpop-p384', origin: 'https://dpop-p384.example', curve: p384, len: 48 },
+  ];
+  for (const c of curves) {
+    const n = c.curve.Point.CURVE().n;
+    let good = 0;
+    let high = 0;
+    let twinRefused = null;
+    const total = 1000;
+    for (let start = 0; start < total; start += 25) {
+      const batch = await Promise.all(Array.from({ length: Math.min(25, total - start) }, () =>
+        run(['--identity', c.identity, 'dpop', '-X', 'POST', '-u', `${c.origin}/mcp`, '--origin', c.origin])));
+      for (const r of batch) {
+        const proof = r.code === 0 ? r.stdout.trim() : '';
+        const [h, p, sig] = proof.split('.');
+        if (!sig) continue;
+        const jwk = JSON.parse(Buffer.from(h, 'base64url').toString()).jwk;
+        const pub = Buffer.concat([Buffer.from([4]), Buffer.from(jwk.x, 'base64url'), Buffer.from(jwk.y, 'base64url')]);
+        const raw = Buffer.from(sig, 'base64url');
+        const s = BigInt(`0x${raw.subarray(c.len).toString('hex')}`);
+        if (s > n / 2n) high += 1;
+        const msg = Buffer.from(`${h}.${p}`);
+        if (raw.length === 2 * c.len && c.curve.verify(raw, msg, pub, { lowS: true })) good += 1;
+        if (twinRefused === null) {
+          const twin = Buffer.concat([raw.subarray(0, c.len), Buffer.from((n - s).toString(16).padStart(2 * c.len, '0'), 'hex')]);
+          twinRefused = !c.curve.verify(twin, msg, pub, { lowS: true }) && c.curve.verify(twin, msg, pub, { lowS: false });
+        }
+      }
+    }
+    is(high, 0, `${c.name}: none of ${total} proofs has a high S`);
+    is(good, total, `${c.name}: noble verifies all ${total} with low S required`);
+    ok(twinRefused === true, `${c.name}: control: the high-S twin of a proof is refused with low S required, accepted without`);
+  }
+}
+
 async function main() {
   if (!MCPSIG) bail('MCPSIG is not set');
   if (!process.env.MCPSIG_AUTH_SOCK) bail('MCPSIG_AUTH_SOCK is not set');
@@ -196,6 +237,7 @@ async function main() {
   }
   await proofCase('Ed25519 identity, server lists only Ed25519 (RFC 9864)', { origin: 'https://dpop-fully.example', url: 'https://dpop-fully.example/mcp', algs: 'Ed25519' }, { alg: 'Ed25519', sigLen: 64 });
   await proofCase('Ed25519 identity, server lists EdDSA and ES256', { origin: 'https://dpop-both.example', url: 'https://dpop-both.example/mcp', algs: 'ES256,EdDSA' }, { alg: 'EdDSA', sigLen: 64 });
+  if (ec) await lowSCases();
   ok(true, ec ? 'this agent makes ECDSA keys: ES256 and ES384 proofs were checked' : 'this agent was built without OpenSSL: ECDSA refusals were checked');
 
   // Refusals: a clear message, exit status 1, and no proof.

@@ -64,7 +64,7 @@ function describeRun(r) {
 //   { d: string }       -d string; the body is the string
 //   { dFile: Buffer }   -d @file; curl strips CR and LF from the file
 //   undefined           no body
-async function cliSign({ method, url, headers = {}, data, acceptSignature, identity, algs, json = true }) {
+async function cliSign({ method, url, headers = {}, data, acceptSignature, identity, algs, components = [], json = true }) {
   const args = [];
   if (identity) args.push('--identity', identity);
   args.push('sign', '-X', method, '-u', url);
@@ -82,6 +82,7 @@ async function cliSign({ method, url, headers = {}, data, acceptSignature, ident
     body = Buffer.from(data.dFile.filter((b) => b !== 0x0d && b !== 0x0a));
   }
   if (acceptSignature !== undefined) args.push('--accept-signature', acceptSignature);
+  for (const c of components) args.push('--component', c);
   if (json) args.push('--json');
   const r = await run(args);
   let out = null;
@@ -303,6 +304,59 @@ async function main() {
       ok(!('d' in jwk), 'mcpsig jwk prints no private member');
       is(await calculateJwkThumbprint({ kty: jwk.kty, crv: jwk.crv, x: jwk.x }, 'sha256'), init.out.keyid, 'thumbprint of mcpsig jwk is the keyid');
       accepts(await verifyRequest(init.request, { jwk }), 'initialize: verifies with the key from mcpsig jwk as well');
+    }
+  }
+
+  // 2a. The 2026-07-28 era (SPEC-NOTES §10): a stateless tools/call with Mcp-Method, Mcp-Name
+  // and Mcp-Param-* (one in the base64 sentinel form). Every one is covered, in the documented
+  // order, and changing any of them after signing breaks the signature.
+  const MODERN = ['@method', '@target-uri', 'content-digest', 'mcp-protocol-version', 'mcp-method', 'mcp-name',
+    'mcp-param-city', 'mcp-param-region'];
+  const modernHeaders = { ...json, 'MCP-Protocol-Version': '2026-07-28', 'Mcp-Method': 'tools/call', 'Mcp-Name': 'get_weather',
+    'Mcp-Param-Region': 'eu-west', 'Mcp-Param-City': `=?base64?${Buffer.from('München').toString('base64')}?=` };
+  const modernBody = Buffer.from(JSON.stringify({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: {
+    name: 'get_weather', arguments: { region: 'eu-west', city: 'München' },
+    _meta: { 'io.modelcontextprotocol/protocolVersion': '2026-07-28', 'io.modelcontextprotocol/clientCapabilities': {} } } }));
+  const modern = await signedCase('2026-07-28 tools/call', { method: 'POST', url: URL_A, headers: modernHeaders, data: { binary: modernBody } },
+    { expectComponents: MODERN });
+  if (modern) {
+    is(modern.info.components.join(' '), MODERN.join(' '), '2026-07-28 tools/call: covers mcp-method, mcp-name and each mcp-param-*');
+    for (const [name, value] of [['mcp-method', 'tools/list'], ['mcp-name', 'transfer_funds'], ['mcp-param-region', 'us-east'],
+      ['mcp-param-city', `=?base64?${Buffer.from('Berlin').toString('base64')}?=`], ['mcp-protocol-version', '2025-11-25']]) {
+      rejects(await verifyRequest(forge(modern.request, { headers: { [name]: value } })), /signature does not verify/,
+        `2026-07-28 tools/call: forged: ${name} changed after signing`);
+    }
+    rejects(await verifyRequest(forge(modern.request, { headers: { 'mcp-param-region': undefined } })), /./,
+      '2026-07-28 tools/call: forged: an Mcp-Param header removed after signing');
+  }
+  // Covering signature-agent (here through Accept-Signature): the value the agent emits.
+  const withAgent = await signedCase('covering signature-agent', { method: 'POST', url: URL_A, headers: modernHeaders, data: { binary: modernBody },
+    acceptSignature: 'sig1=("@method" "@target-uri" "content-digest" "signature-agent");created;nonce;keyid;tag' },
+  { expectComponents: ['@method', '@target-uri', 'content-digest', 'signature-agent', ...MODERN.slice(3)] });
+  if (withAgent) {
+    ok(withAgent.info.components.includes('signature-agent'), 'covering signature-agent: it is among the covered components',
+      withAgent.info.components.join(' '));
+    // The same key, written with other whitespace: a verifier resolves the same key from it, so
+    // only the coverage of signature-agent can tell the difference.
+    const otherAgent = `"data:${DIRECTORY_MEDIA_TYPE};base64,${Buffer.from(JSON.stringify({ keys: [withAgent.jwk] }, null, 1)).toString('base64')}"`;
+    isnt(otherAgent, withAgent.request.headers['signature-agent'], 'covering signature-agent: the forged value differs from the signed one');
+    rejects(await verifyRequest(forge(withAgent.request, { headers: { 'signature-agent': otherAgent } })), /./,
+      'covering signature-agent: forged: a changed Signature-Agent is refused');
+    // The same through mcpsig sign --component, with MCP headers named that the request lacks.
+    const viaFlag = await signedCase('--component signature-agent', { method: 'POST', url: URL_A, headers: modernHeaders,
+      data: { binary: modernBody }, components: ['mcp-session-id', 'mcp-param-absent', 'signature-agent'] },
+    { expectComponents: [...MODERN, 'signature-agent'] });
+    if (viaFlag) {
+      rejects(await verifyRequest(forge(viaFlag.request, { headers: { 'signature-agent': otherAgent } })), /./,
+        '--component signature-agent: forged: a changed Signature-Agent is refused');
+      ok(!viaFlag.info.components.includes('mcp-session-id'), '--component mcp-session-id on a request without it: not covered, not refused');
+    }
+    const missing = await cliSign({ method: 'POST', url: URL_A, headers: modernHeaders, data: { binary: modernBody }, components: ['x-not-sent'] });
+    ok(missing.run.code === 1 && /missing/.test(missing.run.stderr), 'control: --component of another header the request lacks is refused', describeRun(missing.run));
+    if (modern) {
+      const sameKey = `"data:${DIRECTORY_MEDIA_TYPE};base64,${Buffer.from(JSON.stringify({ keys: [modern.jwk] }, null, 1)).toString('base64')}"`;
+      accepts(await verifyRequest(forge(modern.request, { headers: { 'signature-agent': sameKey } })),
+        'control: where signature-agent is not covered, the same rewrite of Signature-Agent still verifies');
     }
   }
 

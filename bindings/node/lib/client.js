@@ -10,7 +10,7 @@ import net from 'node:net';
 import { EventEmitter } from 'node:events';
 import { Encoder, Decoder, DecodeError } from '@msgpack/msgpack';
 import { McpsigError, errorFromReply } from './errors.js';
-import { socketPath as discoverSocketPath } from './sockpath.js';
+import { socketPath as discoverSocketPath, socketRefusal } from './sockpath.js';
 
 export const DEFAULT_TIMEOUT_MS = 10_000;
 // The protocol's own message limit (PROTOCOL.md §4); no reply comes near it.
@@ -58,6 +58,7 @@ function connectMessage(path, err) {
  * A connection-managing client of mcpsig-agent.
  *
  * Events: 'rotation' (event) for each rotation notification after subscribe();
+ * 'lost' (count) when the agent dropped that many because they were not read in time;
  * 'notification' (method, params) for every notification; 'disconnect'
  * (error) when an open connection is lost; 'subscribed' () each time a
  * subscription is made, on the first connection and on every new one.
@@ -167,6 +168,10 @@ export class AgentClient extends EventEmitter {
         { socketPath: this.#path },
       );
     }
+    // Before every connection, whatever the path came from: nothing may
+    // reach a socket that another user could have put there.
+    const refusal = socketRefusal(this.#path);
+    if (refusal !== null) throw new McpsigError('EPEER', `cannot reach mcpsig-agent: ${refusal}`, { socketPath: this.#path });
     const socket = net.createConnection({ path: this.#path });
     const conn = { socket, pending: new Map(), connected: false, dead: false };
     this.#conn = conn;
@@ -223,6 +228,8 @@ export class AgentClient extends EventEmitter {
       const event = Array.isArray(params) ? params[0] : params;
       this.emit('notification', method, params);
       if (method === 'rotation') this.emit('rotation', event);
+      // The agent dropped notifications this connection did not read in time (PROTOCOL.md §11).
+      if (method === 'events.lost') this.emit('lost', typeof event?.count === 'number' ? event.count : 0);
       return;
     }
     if (message[0] !== RESPONSE || message.length !== 4) {
@@ -319,9 +326,35 @@ export class AgentClient extends EventEmitter {
     return this.call('agent.status');
   }
 
-  /** §7.2: { identities, bindings }. */
-  identityList() {
-    return this.call('identity.list');
+  /**
+   * §7.2: { identities, bindings }, every one of them. The agent lists in
+   * pages that each fit one message; this asks for page after page (the
+   * cursor in each page's "next") and joins them.
+   */
+  async identityList() {
+    const identities = [];
+    const bindings = [];
+    let after;
+    for (;;) {
+      // The first request carries no parameter, which an agent from before
+      // pages also takes (it answers with everything at once).
+      const page = await this.call('identity.list', after === undefined ? undefined : { after });
+      const ids = Array.isArray(page.identities) ? page.identities : [];
+      const bs = Array.isArray(page.bindings) ? page.bindings : [];
+      for (const b of bs) {
+        const last = bindings[bindings.length - 1];
+        if (last && !(b.identity > last.identity || (b.identity === last.identity && b.origin > last.origin))) {
+          throw new McpsigError('EPROTO', 'mcpsig-agent: identity.list: the pages list bindings out of order', { method: 'identity.list', socketPath: this.#path });
+        }
+        bindings.push(b);
+      }
+      identities.push(...ids);
+      if (page.next === null || page.next === undefined) return { identities, bindings };
+      if (typeof page.next !== 'string' || page.next === after || ids.length + bs.length === 0) {
+        throw new McpsigError('EPROTO', 'mcpsig-agent: identity.list: a page that does not move forward', { method: 'identity.list', socketPath: this.#path });
+      }
+      after = page.next;
+    }
   }
 
   /**

@@ -28,6 +28,8 @@ export const ERROR_CODES = Object.freeze({
   EAGENT: 1022,
   EROTATING: 1023,
   ENOROTATION: 1024,
+  // Client side only, never on the wire: the socket is not this user's agent.
+  EPEER: 1025,
 });
 
 const NAMES = new Map(Object.entries(ERROR_CODES).map(([name, number]) => [number, name]));

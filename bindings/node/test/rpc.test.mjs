@@ -260,3 +260,37 @@ test('subscribe: rotation events, and the subscription is renewed after a reconn
   const closed = await client.hello().catch((e) => e);
   assert.equal(closed.code, 'ECLOSED', 'a closed client refuses further calls');
 });
+
+test('identityList follows the pages and joins them; pages that go back or stall are EPROTO', async (t) => {
+  const b = (origin) => ({ identity: 'default', origin, tag: 't', keyid: 'k', alg: 'ed25519', state: 'active', pending_keyid: null, retired: [] });
+  const sock = path.join(tempDir(t), 'a.sock');
+  let script = [];
+  const agent = await fakeAgent(t, sock, ([, msgid], conn) => conn.reply(msgid, null, script.shift()));
+  const client = new AgentClient({ socketPath: sock, timeoutMs: 5_000 });
+  t.after(() => client.close());
+
+  script = [
+    { identities: [{ name: 'default', alg: 'ed25519' }], bindings: [b('https://a.example')], next: 'default https://a.example' },
+    { identities: [{ name: 'work', alg: 'ed25519' }], bindings: [b('https://b.example')], next: null },
+  ];
+  const list = await within(5_000, client.identityList(), 'two pages');
+  assert.deepEqual(list.identities.map((i) => i.name), ['default', 'work'], 'the identities of both pages');
+  assert.deepEqual(list.bindings.map((x) => x.origin), ['https://a.example', 'https://b.example'], 'the bindings of both pages, in order');
+  const asked = agent.requests.slice(-2).map((r) => r[3]);
+  assert.deepEqual(asked, [[], [{ after: 'default https://a.example' }]], 'the first request has no parameter, the second the cursor');
+
+  script = [{ identities: [], bindings: [b('https://a.example'), b('https://b.example')] }];
+  assert.equal((await client.identityList()).bindings.length, 2, 'an agent from before pages: one reply without next is everything');
+
+  script = [
+    { identities: [], bindings: [b('https://b.example')], next: 'default https://b.example' },
+    { identities: [], bindings: [b('https://a.example')], next: null },
+  ];
+  const back = await client.identityList().then(() => null, (e) => e);
+  assert.equal(back?.code, 'EPROTO', 'a page that goes back is EPROTO');
+  assert.match(back.message, /out of order/);
+
+  script = [{ identities: [], bindings: [], next: 'default https://a.example' }];
+  const stall = await client.identityList().then(() => null, (e) => e);
+  assert.equal(stall?.code, 'EPROTO', 'an empty page that promises more is EPROTO, not an endless loop');
+});
