@@ -228,7 +228,7 @@ void alg_list_free(struct alg_list *l) {
 /* ---- options shared by the simple commands ---- */
 
 struct opts {
-  bool json, all;
+  bool json, all, extension;
   const char *origin, *alg, *jwk, *seed;
   int operand;          /* index of the first operand in argv, after parsing */
 };
@@ -243,8 +243,8 @@ static int opts_parse(int argc, char **argv, const char *allowed, struct opts *o
     { "json", no_argument, NULL, 'j' },          { "all", no_argument, NULL, 'A' },
     { "origin", required_argument, NULL, 'o' },  { "alg", required_argument, NULL, 'a' },
     { "jwk", required_argument, NULL, 'k' },     { "seed", required_argument, NULL, 's' },
-    { "identity", required_argument, NULL, 'i' }, { "help", no_argument, NULL, 'h' },
-    {},
+    { "identity", required_argument, NULL, 'i' }, { "extension", no_argument, NULL, 'x' },
+    { "help", no_argument, NULL, 'h' },           {},
   };
   struct option opts[sizeof(all_opts) / sizeof(all_opts[0])];
   size_t n = 0;
@@ -265,6 +265,7 @@ static int opts_parse(int argc, char **argv, const char *allowed, struct opts *o
     case 'k': o->jwk = optarg; break;
     case 's': o->seed = optarg; break;
     case 'i': arg_identity = optarg; break;
+    case 'x': o->extension = true; break;
     case 'h': return -2;
     default: return bad_option(argv);
     }
@@ -518,7 +519,7 @@ static int cmd_import(int argc, char **argv) {
 }
 
 static int cmd_jwk(int argc, char **argv) {
-  PARSE("jwk", "oi", 0);
+  PARSE("jwk", "oix", 0);
   if (!o.origin)
     return usage_error(cmd, "%s", "--origin URL is required");
   mcpsig_client *cl;
@@ -526,6 +527,17 @@ static int cmd_jwk(int argc, char **argv) {
   int r = agent_open(&cl);
   if (r)
     return r;
+  if (o.extension) {
+    char *entry = NULL;
+    json_error_t jerr;
+    if ((r = mcpsig_extension_entry(cl, arg_identity, o.origin, &entry)) < 0)
+      r = call_failed(cl, r);
+    else
+      r = json_print(json_loads(entry, 0, &jerr));
+    free(entry);
+    mcpsig_close(cl);
+    return r;
+  }
   if ((r = mcpsig_public(cl, arg_identity, o.origin, &pi)) < 0)
     r = call_failed(cl, r);
   else
@@ -774,8 +786,11 @@ static const struct command commands[] = {
     "Import an existing private key for (identity, origin): a JWK with \"d\" (Ed25519, or EC P-256\n"
     "or P-384), or a file of exactly 32 raw Ed25519 seed bytes. Refused if the binding exists.\n"
     "The tag is the key's thumbprint.\n" },
-  { "jwk", cmd_jwk, "--origin URL [--identity NAME]",
-    "Print the public JWK of (identity, origin), for clientInfo.cnf.jwk. Creates the key on first use.\n" },
+  { "jwk", cmd_jwk, "--origin URL [--identity NAME] [--extension]",
+    "Print the public JWK of (identity, origin). Creates the key on first use. With --extension,\n"
+    "print the client's capability entry for io.modelcontextprotocol/http-message-signatures,\n"
+    "with the JWK in its cnf.jwk: merge it into capabilities.extensions (SEP-2752 as an extension\n"
+    "moved the JWK there from clientInfo.cnf.jwk).\n" },
   { "sign", cmd_sign,
     "-X METHOD -u URL [-H 'Name: value']... [-d DATA | --data-binary @FILE] [--accept-signature VALUE]\n"
     "              [--alg ALG[,ALG...]] [--component NAME]... [--json]",

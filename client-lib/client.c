@@ -753,6 +753,31 @@ int mcpsig_public(mcpsig_client *c, const char *identity, const char *origin, mc
   return r < 0 ? r : public_result(zone, &res, ret_info);
 }
 
+int mcpsig_extension_entry(mcpsig_client *c, const char *identity, const char *origin, char **ret_json) {
+  mcpsig_public_info *pi = NULL;
+  if (!ret_json)
+    return set_error(c, -EINVAL, NULL);
+  int r = mcpsig_public(c, identity, origin, &pi);
+  if (r < 0)
+    return r;
+  /* The alg is one of the agent's RFC 9421 names and the JWK is the agent's
+   * compact JSON: both are spliced in as they are. */
+  static const char fmt[] = "{\"" MCPSIG_EXTENSION_NAME "\":{\"algorithms\":[\"%s\"],"
+                            "\"keyResolution\":[\"signature-agent\",\"cnf\"],\"contentDigest\":[\"rfc9530\"],"
+                            "\"cnf\":{\"jwk\":%s}}}";
+  size_t len = sizeof(fmt) + strlen(pi->alg) + strlen(pi->jwk);
+  char *json = malloc(len);
+  if (!json || strspn(pi->alg, "abcdefghijklmnopqrstuvwxyz0123456789-") != strlen(pi->alg) || pi->jwk[0] != '{') {
+    free(json);
+    mcpsig_public_info_free(pi);
+    return set_error(c, json ? MCPSIG_EPROTO : -ENOMEM, json ? "the agent's public key reply is malformed" : NULL);
+  }
+  snprintf(json, len, fmt, pi->alg, pi->jwk);
+  mcpsig_public_info_free(pi);
+  *ret_json = json;
+  return 0;
+}
+
 mcpsig_public_info *mcpsig_public_info_free(mcpsig_public_info *info) {
   if (info) {
     msgpack_zone_free(info->internal_);

@@ -53,6 +53,15 @@ check "a different identity gets a different key for the same origin" sh -c "! c
 m add-identity work >/dev/null 2>&1
 ok $(( $? != 1 )) "adding an existing identity exits 1"
 
+# ---- the extension's capability entry (SEP-2752 as io.modelcontextprotocol/http-message-signatures) ----
+m jwk --origin https://same.example --extension >"$TMP/ext"
+ok $? "jwk --extension prints the capability entry"
+tr -d ' \n' <"$TMP/ext" >"$TMP/ext.flat"
+want="{\"io.modelcontextprotocol/http-message-signatures\":{\"algorithms\":[\"ed25519\"],\"keyResolution\":[\"signature-agent\",\"cnf\"],\"contentDigest\":[\"rfc9530\"],\"cnf\":{\"jwk\":$(cat "$TMP/same.1")}}}"
+check "  with the binding's JWK in cnf.jwk and its algorithm" test "$(cat "$TMP/ext.flat")" = "$want"
+m --identity work jwk --origin https://same.example --extension | tr -d ' \n' >"$TMP/ext.work"
+check "  control: another identity's entry carries another key" sh -c "! cmp -s '$TMP/ext.work' '$TMP/ext.flat'"
+
 # ---- 20 clients making first contact with one new origin at the same moment ----
 pids=
 for i in $(seq 1 20); do

@@ -240,6 +240,10 @@ export declare class AgentClient extends EventEmitter {
   agentStatus(): Promise<AgentStatus>;
   identityList(): Promise<IdentityList>;
   identityPublic(params: { origin: OriginInput; identity?: string }): Promise<PublicKeyInfo>;
+  /** The client's capability entry for io.modelcontextprotocol/http-message-signatures, with cnf.jwk. */
+  extensionEntry(params: { origin: OriginInput; identity?: string }): Promise<Record<string, {
+    algorithms: string[]; keyResolution: string[]; contentDigest: string[]; cnf: { jwk: Record<string, string> };
+  }>>;
   signHttp(params: SignHttpRequest): Promise<SignHttpResult>;
   dpopProof(params: DpopProofRequest): Promise<DpopProofResult>;
   /** Rotation events arrive as 'rotation'; the subscription is renewed after a reconnect. */

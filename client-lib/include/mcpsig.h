@@ -197,7 +197,7 @@ typedef struct {
   const char *tag;
   const char *keyid;
   const char *alg;
-  const char *jwk;              /* the public JWK as compact JSON (for clientInfo.cnf.jwk) */
+  const char *jwk;              /* the public JWK as compact JSON (for the extension's cnf.jwk) */
   const char *signature_agent;  /* the Signature-Agent field value */
   int created;                  /* 1 if this call created the binding */
   void *internal_;
@@ -211,6 +211,25 @@ typedef struct {
 MCPSIG_EXTERN int mcpsig_public(mcpsig_client *client, const char *identity, const char *origin,
                                 mcpsig_public_info **ret_info);
 MCPSIG_EXTERN mcpsig_public_info *mcpsig_public_info_free(mcpsig_public_info *info);
+
+/* The SEP-2752 extension's name in capabilities.extensions. */
+#define MCPSIG_EXTENSION_NAME "io.modelcontextprotocol/http-message-signatures"
+
+/*
+ * The client's capability entry for the extension, as compact JSON, for a
+ * host to merge into capabilities.extensions (in initialize, or in _meta's
+ * clientCapabilities in the 2026-07-28 revision):
+ *
+ *   {"io.modelcontextprotocol/http-message-signatures":{"algorithms":["ed25519"],
+ *    "keyResolution":["signature-agent","cnf"],"contentDigest":["rfc9530"],
+ *    "cnf":{"jwk":{...}}}}
+ *
+ * for the binding of (identity, origin), which is created on first contact
+ * as by mcpsig_public(). The cnf JWK moved here from clientInfo.cnf.jwk in
+ * the extension's text of June 2026. *ret_json is the caller's: free() it.
+ */
+MCPSIG_EXTERN int mcpsig_extension_entry(mcpsig_client *client, const char *identity, const char *origin,
+                                         char **ret_json);
 
 /*
  * Adds a named identity whose new bindings get keys of type alg: "ed25519"

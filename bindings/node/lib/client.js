@@ -12,6 +12,9 @@ import { Encoder, Decoder, DecodeError } from '@msgpack/msgpack';
 import { McpsigError, errorFromReply } from './errors.js';
 import { socketPath as discoverSocketPath, socketRefusal } from './sockpath.js';
 
+/** SEP-2752's extension name in capabilities.extensions. */
+export const EXTENSION_NAME = 'io.modelcontextprotocol/http-message-signatures';
+
 export const DEFAULT_TIMEOUT_MS = 10_000;
 // The protocol's own message limit (PROTOCOL.md §4); no reply comes near it.
 const MAX_MSG_LEN = 1_310_720;
@@ -363,6 +366,24 @@ export class AgentClient extends EventEmitter {
    */
   identityPublic({ origin, identity } = {}) {
     return this.call('identity.public', { identity, origin: originParam(origin) });
+  }
+
+  /**
+   * The client's capability entry for the SEP-2752 extension, for the binding
+   * of (identity, origin) (created on first contact): merge it into
+   * capabilities.extensions, in initialize or in _meta's clientCapabilities.
+   * The extension carries the public JWK in cnf.jwk (no longer clientInfo.cnf).
+   */
+  async extensionEntry({ origin, identity } = {}) {
+    const pub = await this.identityPublic({ origin, identity });
+    return {
+      [EXTENSION_NAME]: {
+        algorithms: [pub.alg],
+        keyResolution: ['signature-agent', 'cnf'],
+        contentDigest: ['rfc9530'],
+        cnf: { jwk: JSON.parse(pub.jwk) },
+      },
+    };
   }
 
   /**
