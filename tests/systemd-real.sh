@@ -69,6 +69,8 @@ teardown() {
 		kill -KILL "$NSPAWN_PID" 2>/dev/null
 	fi
 	for cg in $CGROUPS; do rmdir "$cg" 2>/dev/null; done
+	# Nothing of the host's may stay mounted in the root that cleanup removes.
+	[ -n "${DEVNULL_LENT:-}" ] && umount "$ROOT/dev/null" 2>/dev/null
 	cleanup
 }
 trap teardown EXIT
@@ -163,6 +165,13 @@ tarball=$(rootfs_tarball) || bail "mmdebstrap could not make a Debian 12 root fi
 mkdir -p "$ROOT" && tar -C "$ROOT" -xf "$tarball" || bail "cannot unpack $tarball"
 copy_sources "$ROOT/src" || bail "cannot copy the sources into the root"
 mkdir -p "$ROOT$T/out" && chmod 0755 "$ROOT$T" && chmod 1777 "$ROOT$T/out"
+# A root made inside a container may have no device nodes (mknod is refused
+# there), and the build's shell needs /dev/null: lend it the host's for the
+# steps run in the root before it boots (the booted container has its own /dev).
+DEVNULL_LENT=
+if [ ! -c "$ROOT/dev/null" ]; then
+	rm -f "$ROOT/dev/null" && : >"$ROOT/dev/null" && mount --bind /dev/null "$ROOT/dev/null" && DEVNULL_LENT=1
+fi
 in_root sh -c 'cd /src && autoreconf -fi && mkdir -p /build && cd /build &&
 	/src/configure --quiet --prefix=/usr/local && make -j"$(nproc)" && make install && ldconfig &&
 	mkdir -p /usr/local/libexec && cc -O2 -Wall -o /usr/local/libexec/mcpsig-sandbox-probe /src/tests/sandbox-probe.c' \
@@ -176,6 +185,7 @@ ok "$([ ! -e "$ROOT/usr/bin/kill" ] && [ ! -e "$ROOT/bin/kill" ] && echo 0 || ec
 	"the root is slim: no kill(1) (procps is not installed), so reload must not need it"
 in_root useradd -m -s /bin/sh "$USER_NAME" || bail "useradd failed"
 UID_=$(in_root id -u "$USER_NAME")
+[ -n "$DEVNULL_LENT" ] && umount "$ROOT/dev/null" && rm -f "$ROOT/dev/null"
 # loginctl enable-linger, done before boot: the user manager starts at boot.
 mkdir -p "$ROOT/var/lib/systemd/linger" && : >"$ROOT/var/lib/systemd/linger/$USER_NAME"
 # A module directory for ProtectKernelModules= to hide (a minbase root has none).
