@@ -18,6 +18,7 @@
 #include "log.h"
 #include "record-edit.h"
 #include "tap.h"
+#include "warn-capture.h"
 
 #define ORIGIN "https://history.example"
 #define URI ORIGIN "/mcp"
@@ -28,25 +29,6 @@
 static struct agent a;
 static char base[300], ks[400], bfile[700];
 
-/* Warnings the agent logs, kept for the checks. */
-static struct {
-  size_t n;
-  char text[16384];
-} warned;
-
-static void capture(const struct log_record *rec, void *userdata) {
-  (void)userdata;
-  if (rec->priority > LOG_WARNING)
-    return;
-  size_t used = strlen(warned.text);
-  snprintf(warned.text + used, sizeof(warned.text) - used, "%s\n", rec->message);
-  warned.n++;
-}
-
-static void warned_clear(void) {
-  warned.n = 0;
-  warned.text[0] = '\0';
-}
 
 static struct binding *binding(void) {
   struct identity *id = agent_identity_find(&a, "default");

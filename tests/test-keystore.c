@@ -20,6 +20,7 @@
 #include "log.h"
 #include "record-edit.h"
 #include "tap.h"
+#include "warn-capture.h"
 
 static char dir[256], ks[400];
 
@@ -27,25 +28,6 @@ static int reopen(struct agent *a, char *err, size_t errlen) {
   return agent_init(a, ks, err, errlen);
 }
 
-/* Warnings the agent logs, kept for the checks. */
-static struct {
-  size_t n;
-  char text[8192];
-} warned;
-
-static void capture(const struct log_record *rec, void *userdata) {
-  (void)userdata;
-  if (rec->priority > LOG_WARNING)
-    return;
-  size_t used = strlen(warned.text);
-  snprintf(warned.text + used, sizeof(warned.text) - used, "%s\n", rec->message);
-  warned.n++;
-}
-
-static void warned_clear(void) {
-  warned.n = 0;
-  warned.text[0] = '\0';
-}
 
 /* The path of an origin's file (suffix ".binding" or ".pending") under identity. */
 static void origin_path(const char *identity, const char *origin, const char *suffix, char *out, size_t size) {
